@@ -1,0 +1,159 @@
+"""Command line of `study`: parse, build the config, dispatch, return an exit code.
+
+Examples:
+    python -m study demo
+    python -m study run --data photos/ --space seed --weights mobilenet_2_5_224_tf_no_top.h5 \
+        --alpha 0.25 --image-size 128 --epochs 8 --study-name food-seed
+    python -m study run --data photos/ --space default --n-trials 30 --study-name food
+    python -m study evaluate --data other-photos/ --study-name food --json
+    optuna-dashboard sqlite:///study.db
+
+Bad input ends with one line `study: error: ...` and exit code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from study.config import AugmentConfig, RunConfig, SplitConfig, TrainConfig
+from study.errors import StudyError
+from study.model import ALPHA_FILE_TAGS, MIN_IMAGE_SIZE, MODES
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
+    return value
+
+
+def image_size(text: str) -> int:
+    value = int(text)
+    if value < MIN_IMAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"MobileNet needs at least {MIN_IMAGE_SIZE} px, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from study.runner import PRUNERS, SAMPLERS
+
+    parser = argparse.ArgumentParser(prog="study", description="Optuna studies of MobileNet transfer-learning heads.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run or resume a study on an image folder")
+    run.add_argument("--data", type=Path, required=True, help="folder with one sub-folder of images per class")
+    run.add_argument("--space", default="default", help="default, seed, or a path to a .toml space file")
+    run.add_argument("--study-name", help="defaults to the data folder's name")
+    run.add_argument("--storage", help="Optuna storage URL (default sqlite:///study.db here)")
+    run.add_argument("--n-trials", type=positive_int, help="the study's total trials (default: the space's n_trials)")
+    run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    defaults = TrainConfig()
+    run.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    run.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    run.add_argument("--image-size", type=image_size, default=defaults.image_size, metavar="PX")
+    run.add_argument("--alpha", type=float, choices=sorted(ALPHA_FILE_TAGS), default=defaults.alpha)
+    run.add_argument("--weights", default=defaults.weights, help="imagenet, none, or a path to a .h5 file")
+    run.add_argument("--mode", choices=MODES, default=defaults.mode)
+    run.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    run.add_argument("--pruner", choices=PRUNERS, default="median")
+    run.add_argument("--seed", type=int, default=defaults.seed, help="split, sampler and training seed")
+    split = SplitConfig()
+    run.add_argument("--val-fraction", type=fraction, default=split.val_fraction)
+    run.add_argument("--test-fraction", type=fraction, default=split.test_fraction)
+    run.add_argument("--no-augment", action="store_true", help="train on the images as they are")
+    run.add_argument("--augment-strength", type=float, default=1.0,
+                     help="multiplies the default rotation (+-18 deg) and zoom (+-10%%)")
+    run.add_argument("--verbose", action="store_true", help="print Keras' per-epoch lines")
+
+    evaluate = commands.add_parser("evaluate", help="accuracy of a study's best model on another folder")
+    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument("--study-name", help="defaults to the data folder's name")
+    evaluate.add_argument("--storage")
+    evaluate.add_argument("--batch-size", type=positive_int, default=32)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
+    commands.add_parser("demo", help="a short study on generated images (no data, GPU or network needed)")
+    return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from study.runner import run_study
+
+    if args.val_fraction + args.test_fraction >= 1:
+        raise StudyError(f"--val-fraction {args.val_fraction} + --test-fraction {args.test_fraction} "
+                         "leave no training images (expected a sum below 1)")
+    if args.augment_strength < 0:
+        raise StudyError(f"--augment-strength: expected a non-negative number, got {args.augment_strength}")
+    augment = AugmentConfig(enabled=not args.no_augment).scaled(args.augment_strength)
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
+                        alpha=args.alpha, weights=args.weights, mode=args.mode, augment=augment, seed=args.seed)
+    config = RunConfig(
+        data_dir=args.data, space=args.space, study_name=args.study_name, storage=args.storage,
+        n_trials=args.n_trials, timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,
+        split=SplitConfig(args.val_fraction, args.test_fraction), train=train, verbose=args.verbose,
+        command_line=command_line(),
+    )
+    return run_study(config)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from study.evaluate import evaluate_folder
+    from study.storage import resolve_storage
+
+    study_name = args.study_name or args.data.resolve().name
+    result = evaluate_folder(resolve_storage(args.storage), study_name, args.data, args.batch_size)
+    if args.json:
+        print(result.to_json())
+    else:
+        print(f"accuracy {result.accuracy:.4f} on {result.n_images} images")
+        for name, row in result.per_class.items():
+            print(f"  {name}: {row['accuracy']:.4f} ({row['n_images']} images)")
+    return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from study.demo import run_demo
+
+    return run_demo()
+
+
+COMMANDS = {"run": run_command, "evaluate": evaluate_command, "demo": demo_command}
+
+
+def command_line() -> str:
+    from study.storage import mask_password
+
+    return mask_password(" ".join(shlex.quote(a) for a in ["python", "-m", "study", *sys.argv[1:]]))
+
+
+def quiet_tensorflow() -> None:
+    """Hide TensorFlow's C++ start-up chatter unless the user asked for it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv`, run the sub-command, return its exit code."""
+    quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except StudyError as error:
+        print(f"study: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("study: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,60 @@
+"""Run settings: frozen dataclasses whose defaults carry the reason for their value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation, as the original project's (flip, rotation, zoom)."""
+
+    enabled: bool = True  # the original augmented its training images
+    flip: bool = True  # food photos have no preferred left/right
+    rotation: float = 0.05  # fraction of a full turn: +-18 degrees
+    zoom: float = 0.1  # +-10% zoom, a mild crop/pad
+
+    def scaled(self, strength: float) -> "AugmentConfig":
+        """Return a copy with rotation and zoom multiplied by `strength`."""
+        return AugmentConfig(self.enabled, self.flip, self.rotation * strength, self.zoom * strength)
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How an image folder is divided; stratified per class and fixed by the seed."""
+
+    val_fraction: float = 0.15  # the usual 70/15/15 split
+    test_fraction: float = 0.15
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What every trial of a study shares: the base network, input and epoch budget."""
+
+    epochs: int = 8  # enough to rank heads on a few thousand images; raise for final runs
+    batch_size: int = 32  # Keras' default, and what the original used
+    image_size: int = 224  # MobileNet's native input, as in the original
+    alpha: float = 1.0  # the original's full-width MobileNet
+    weights: str = "imagenet"  # "imagenet", "none" or a path to a weights file
+    mode: str = "finetune"  # the original trained the base too; "frozen" trains the head only
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One `python -m study run` invocation."""
+
+    data_dir: Path
+    space: str = "default"  # a name in search_spaces/ or a path to a .toml file
+    study_name: str | None = None  # defaults to the data folder's name
+    storage: str | None = None  # defaults to sqlite:///study.db in the working folder
+    n_trials: int | None = None  # the study's total; defaults to the space file's n_trials
+    timeout: float | None = None
+    sampler: str = "tpe"  # Optuna's default; "qmc" explores more evenly at first
+    pruner: str = "median"  # Optuna's default pruner; the seven are never pruned
+    split: SplitConfig = field(default_factory=SplitConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    verbose: bool = False
+    command_line: str = ""

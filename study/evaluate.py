@@ -1,0 +1,79 @@
+"""`python -m study evaluate`: the study's best model on another image folder, overall and per class."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from study.data import decode_folder, make_dataset
+from study.errors import DataError, StorageError
+from study.storage import StorageLocation, best_model_paths, open_storage
+
+
+@dataclass
+class Evaluation:
+    """Accuracy of the best model on a folder: overall, and per class present in the folder."""
+
+    accuracy: float
+    n_images: int
+    per_class: dict[str, dict[str, float]]  # class -> {"accuracy": ..., "n_images": ...}
+
+    def to_json(self) -> str:
+        return json.dumps({"accuracy": self.accuracy, "n_images": self.n_images,
+                           "per_class": self.per_class}, ensure_ascii=False)
+
+
+def load_best_metadata(location: StorageLocation, study_name: str) -> tuple[Path, dict]:
+    """The best model's path and metadata; StorageError when the study has none."""
+    import optuna
+
+    storage = open_storage(location)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
+        raise StorageError(f"no study '{study_name}' in '{location.display}' (studies: {names})") from None
+    if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        raise StorageError(f"study '{study_name}' has no completed trial yet: run it first")
+    model_path, meta_path = best_model_paths(location, study_name)
+    if not model_path.is_file() or not meta_path.is_file():
+        raise StorageError(f"best model of study '{study_name}' not found at '{model_path}'")
+    return model_path, json.loads(meta_path.read_text(encoding="utf-8"))
+
+
+def label_map(model_classes: list[str], folder_classes: list[str], folder: Path) -> np.ndarray:
+    """Index of each folder class in the model's classes; DataError for a class the model lacks."""
+    unknown = [name for name in folder_classes if name not in model_classes]
+    if unknown:
+        raise DataError(f"class folder '{unknown[0]}' in '{folder}' is not a class of the model "
+                        f"(expected some of: {', '.join(model_classes)})")
+    return np.asarray([model_classes.index(name) for name in folder_classes], np.int32)
+
+
+def accuracy_by_class(true: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> Evaluation:
+    """Overall and per-class accuracy of `predicted` against `true` (model class indices)."""
+    per_class = {}
+    for index, name in enumerate(class_names):
+        mask = true == index
+        if mask.any():
+            per_class[name] = {"accuracy": float((predicted[mask] == index).mean()),
+                               "n_images": int(mask.sum())}
+    return Evaluation(float((predicted == true).mean()), int(len(true)), per_class)
+
+
+def evaluate_folder(location: StorageLocation, study_name: str, data_dir: Path,
+                    batch_size: int = 32) -> Evaluation:
+    """Run the study's best model over every readable image of `data_dir`."""
+    import keras
+
+    model_path, meta = load_best_metadata(location, study_name)
+    decoded = decode_folder(data_dir, meta["image_size"])
+    if len(decoded.labels) == 0:
+        raise DataError(f"data folder '{data_dir}' has no readable images")
+    true = label_map(meta["class_names"], decoded.class_names, data_dir)[decoded.labels]
+    model = keras.models.load_model(model_path)
+    probabilities = model.predict(make_dataset(decoded.images, true, batch_size), verbose=0)
+    return accuracy_by_class(true, probabilities.argmax(axis=1), meta["class_names"])

@@ -1,0 +1,150 @@
+"""MobileNet with the original project's dense head, built from plain values (no Optuna here).
+
+The architecture is the original "MobileNet - F - D(n) - ... - D(n)": an ImageNet
+MobileNet without its top, `Flatten`, `head_depth` times `Dense(dense_units, relu)` +
+`Dropout(dropout)`, and a softmax, compiled with Adam. Inputs are raw 0-255 RGB pixels; the
+model rescales them to MobileNet's [-1, 1] itself, so a saved model needs no preprocessing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+from study.errors import WeightsError
+
+MODES = ("finetune", "frozen")
+ALPHA_FILE_TAGS = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}  # as in Keras' file names
+KERAS_WEIGHT_ROWS = (128, 160, 192, 224)  # input sizes Keras publishes weights for
+WEIGHTS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+MIN_IMAGE_SIZE = 32  # MobileNet's smallest input
+
+
+def imagenet_weights_filename(alpha: float, image_size: int) -> str:
+    """The file Keras downloads for `MobileNet(alpha, include_top=False, weights="imagenet")`."""
+    rows = image_size if image_size in KERAS_WEIGHT_ROWS else 224
+    return f"mobilenet_{ALPHA_FILE_TAGS[alpha]}_{rows}_tf_no_top.h5"
+
+
+def keras_models_dir() -> Path:
+    """Where Keras caches downloaded weights: $KERAS_HOME/models (default ~/.keras/models)."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def resolve_weights(weights: str, alpha: float, image_size: int) -> str | None:
+    """Turn `imagenet`, `none` or a file path into what `keras.applications.MobileNet` takes.
+
+    For `imagenet` the file is fetched into Keras' cache unless it is already there; when that
+    fails (no internet) a WeightsError says which file is wanted and where to put it.
+    """
+    if weights.lower() == "none":
+        return None
+    if weights.lower() == "imagenet":
+        filename = imagenet_weights_filename(alpha, image_size)
+        if (keras_models_dir() / filename).is_file():
+            return "imagenet"
+        import keras
+
+        try:
+            keras.utils.get_file(filename, WEIGHTS_ORIGIN + filename, cache_subdir="models")
+        except Exception as error:
+            raise WeightsError(
+                f"ImageNet weights for MobileNet alpha={alpha} are not available offline: Keras wants "
+                f"'{filename}' ({type(error).__name__}); put it in {keras_models_dir()}/ "
+                f"($KERAS_HOME/models/{filename}) or pass --weights PATH"
+            ) from None
+        return "imagenet"
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsError(f"weights file '{path}' does not exist "
+                           "(expected imagenet, none or the path of a MobileNet .h5 file)")
+    with open(path, "rb") as handle:
+        if handle.read(8) != HDF5_SIGNATURE:
+            raise WeightsError(f"weights file '{path}' is not an HDF5 (.h5) Keras weights file")
+    return str(path)
+
+
+def check_weights(weights: str, alpha: float, image_size: int) -> str | None:
+    """Resolve `weights` and load them once into a bare base, so a bad file fails before any trial."""
+    resolved = resolve_weights(weights, alpha, image_size)
+    if resolved is None:
+        return None
+    try:
+        build_base(image_size, alpha, resolved)
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise WeightsError(
+            f"weights '{weights}' do not fit MobileNet alpha={alpha} at {image_size} px: {reason}"
+        ) from None
+    finally:
+        import keras
+
+        keras.backend.clear_session()
+    return resolved
+
+
+def build_base(image_size: int, alpha: float, weights: str | None):
+    """`keras.applications.MobileNet` without its top, for square RGB inputs."""
+    import keras
+
+    with warnings.catch_warnings():
+        # Keras warns that sizes other than 128/160/192/224 load the 224 px weights; the
+        # convolution weights do not depend on the input size, so that is what we want.
+        warnings.filterwarnings("ignore", message=".*input_shape.*")
+        return keras.applications.MobileNet(
+            input_shape=(image_size, image_size, 3), alpha=alpha, include_top=False, weights=weights
+        )
+
+
+def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str | None,
+                head_depth: int, dense_units: int, dropout: float, learning_rate: float,
+                mode: str = "finetune"):
+    """MobileNet -> Flatten -> head_depth x (Dense + Dropout) -> softmax, compiled with Adam.
+
+    Args:
+        weights: what `resolve_weights` returned (None, "imagenet" or a file path).
+        mode: "finetune" trains the base as well (the original), "frozen" only the head.
+    Returns:
+        A compiled `keras.Model` taking (image_size, image_size, 3) pixels in 0-255.
+    """
+    import keras
+
+    base = build_base(image_size, alpha, weights)
+    base.trainable = mode == "finetune"
+    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="to_minus1_1")(inputs)
+    if weights is not None:
+        # training=False keeps a pretrained base's BatchNorm in inference mode even while it
+        # is fine-tuned, so its ImageNet statistics are not wrecked by small batches (Keras
+        # transfer-learning guide).
+        x = base(x, training=False)
+    else:
+        # An untrained base has no statistics to keep: with BatchNorm in inference mode its
+        # output is ~1e-18 and nothing is learned. Let BatchNorm learn, and quickly enough
+        # that short runs (tests, the demo) validate on usable statistics.
+        for layer in base.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.8
+        x = base(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for index in range(head_depth):
+        x = keras.layers.Dense(dense_units, activation="relu", name=f"dense_{index + 1}")(x)
+        x = keras.layers.Dropout(dropout, name=f"dropout_{index + 1}")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="classes")(x)
+    model = keras.Model(inputs, outputs, name=f"mobilenet_F_{head_depth}xD{dense_units}")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def count_params(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts of a built model."""
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    total = sum(math.prod(w.shape) for w in model.weights)
+    return int(trainable), int(total)

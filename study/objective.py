@@ -1,0 +1,139 @@
+"""The Optuna objective: sample a head, build and fit it with pruning, record it, return its best.
+
+One `Objective` is made per run with the decoded data; each call is one trial:
+clear the Keras session, sample plain values from the space, build MobileNet + head, fit
+while reporting validation accuracy per epoch (the seven are never pruned), restore the best
+epoch, measure test accuracy, record everything as user attrs, keep the model if it is the
+study's best so far, and return the best validation accuracy reached.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import optuna
+
+from study.config import TrainConfig
+from study.data import DataSplits, make_dataset
+from study.model import build_model, count_params
+from study.search_space import SearchSpace, suggest
+from study.training import EpochLog, fit_best_epoch
+
+SEED_ATTR = "seed_name"  # user attr that marks one of the space's seed configurations
+
+
+class Objective:
+    """Callable objective shared by all trials of one run."""
+
+    def __init__(self, space: SearchSpace, data: DataSplits, train: TrainConfig,
+                 resolved_weights: str | None, model_path: Path, meta_path: Path,
+                 verbose: bool = False):
+        self.space = space
+        self.data = data
+        self.train = train
+        self.resolved_weights = resolved_weights
+        self.model_path = model_path
+        self.meta_path = meta_path
+        self.verbose = verbose
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import keras
+
+        keras.backend.clear_session()
+        gc.collect()
+        params = suggest(trial, self.space)
+        keras.utils.set_random_seed(self.train.seed + trial.number)
+        log = EpochLog()
+        is_seed = SEED_ATTR in trial.user_attrs
+        try:
+            model = build_model(
+                n_classes=len(self.data.class_names), image_size=self.train.image_size,
+                alpha=self.train.alpha, weights=self.resolved_weights, mode=self.train.mode,
+                head_depth=params["head_depth"], dense_units=params["dense_units"],
+                dropout=params["dropout"], learning_rate=params["learning_rate"],
+            )
+            trainable, total = count_params(model)
+            trial.set_user_attr("trainable_params", trainable)
+            trial.set_user_attr("total_params", total)
+            for name in ("head_depth", "dense_units", "learning_rate", "dropout"):
+                if self.space.parameter(name).kind == "fixed":
+                    trial.set_user_attr(name, params[name])
+
+            def on_epoch(epoch: int, epoch_log: EpochLog) -> None:
+                self._record_epochs(trial, epoch_log)
+                trial.report(epoch_log.history["val_accuracy"][-1], step=epoch)
+                if not is_seed and trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+            batch = self.train.batch_size
+            train_data = make_dataset(self.data.x["train"], self.data.y["train"], batch, shuffle=True,
+                                      augment=self.train.augment, seed=self.train.seed + trial.number)
+            val_data = make_dataset(self.data.x["val"], self.data.y["val"], batch)
+            result = fit_best_epoch(model, train_data, val_data, self.train.epochs,
+                                    on_epoch=on_epoch, log=log, verbose=2 if self.verbose else 0)
+            test_data = make_dataset(self.data.x["test"], self.data.y["test"], batch)
+            _, test_accuracy = model.evaluate(test_data, verbose=0)
+        except optuna.TrialPruned:
+            self._record_epochs(trial, log)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+            trial.set_user_attr("fail_reason", reason)
+            self._record_epochs(trial, log)
+            raise
+        finally:
+            trial.set_user_attr("peak_rss_mb", peak_rss_mb())
+
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("test_accuracy", float(test_accuracy))
+        trial.set_user_attr("train_seconds", result.train_seconds)
+        if self._is_new_best(trial, result.best_val_accuracy):
+            self._save_best(model, trial, result.best_val_accuracy, float(test_accuracy), params)
+        del model
+        return result.best_val_accuracy
+
+    @staticmethod
+    def _record_epochs(trial: optuna.Trial, log: EpochLog) -> None:
+        trial.set_user_attr("history", log.history)
+        trial.set_user_attr("epoch_seconds", log.epoch_seconds)
+        trial.set_user_attr("epochs_run", len(log.epoch_seconds))
+        trial.set_user_attr("train_seconds", sum(log.epoch_seconds))
+
+    @staticmethod
+    def _is_new_best(trial: optuna.Trial, value: float) -> bool:
+        completed = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        return all(value > t.value for t in completed if t.number != trial.number)
+
+    def _save_best(self, model, trial: optuna.Trial, value: float, test_accuracy: float, params) -> None:
+        """Write the model and its class names atomically, replacing the previous best."""
+        tmp_model = self.model_path.with_name(self.model_path.stem + ".tmp.keras")
+        model.save(tmp_model)
+        os.replace(tmp_model, self.model_path)
+        meta = {
+            "study_name": trial.study.study_name,
+            "trial_number": trial.number,
+            "validation_accuracy": value,
+            "test_accuracy": test_accuracy,
+            "params": params,
+            "class_names": self.data.class_names,
+            "image_size": self.train.image_size,
+            "train": {k: v for k, v in asdict(self.train).items() if k != "augment"},
+        }
+        tmp_meta = self.meta_path.with_name(self.meta_path.name + ".tmp")
+        tmp_meta.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+        os.replace(tmp_meta, self.meta_path)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

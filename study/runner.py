@@ -1,0 +1,193 @@
+"""`python -m study run`: check the inputs, open or resume the study, enqueue the seeds, optimize.
+
+Everything that can be checked before the first trial is checked here (space file, storage
+URL, data folder, weights), so bad input fails in seconds with one line and the storage is
+not touched. The study's total trial count is `n_trials`: re-running the same command
+resumes it and stops once that many trials have completed or been pruned.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import asdict
+
+import optuna
+from optuna.trial import TrialState
+
+from study import __version__
+from study.config import RunConfig
+from study.data import load_splits
+from study.errors import StorageError
+from study.model import check_weights
+from study.objective import SEED_ATTR, Objective
+from study.search_space import SearchSpace, load_space, seed_trial_params
+from study.storage import best_model_paths, open_storage, resolve_storage
+
+SAMPLERS = ("tpe", "qmc", "random")
+PRUNERS = ("median", "hyperband", "none")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+METRIC_NAME = "validation accuracy"
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler named on the command line, seeded."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    """The pruner named on the command line, sized to the epoch budget."""
+    if name == "median":
+        # Judge a trial only after a third of its epochs and once five trials set the median.
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 3))
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def study_attrs(config: RunConfig, space: SearchSpace, data) -> dict:
+    """What the study remembers about how it was set up (for resumes and the report)."""
+    train = asdict(config.train)
+    return {
+        "space_name": space.name,
+        "space_fingerprint": space.fingerprint(),
+        "space_text": space.text,
+        "data_dir": str(data.root),
+        "data_fingerprint": data.fingerprint,
+        "class_names": data.class_names,
+        "split_counts": data.counts(),
+        "split_seed": data.seed,
+        "skipped_images": len(data.skipped),
+        "train": train,
+        "package_version": __version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.system()} {platform.machine()} {platform.processor()}".strip(),
+    }
+
+
+def check_resumable(study: optuna.Study, space: SearchSpace, data) -> None:
+    """Refuse to add trials to an existing study made with another space or data set."""
+    attrs = study.user_attrs
+    if "space_fingerprint" in attrs and attrs["space_fingerprint"] != space.fingerprint():
+        raise StorageError(
+            f"study '{study.study_name}' exists with search space '{attrs.get('space_name')}' "
+            f"that differs from '{space.path}'; use another --study-name"
+        )
+    if "data_fingerprint" in attrs and attrs["data_fingerprint"] != data.fingerprint:
+        raise StorageError(
+            f"study '{study.study_name}' was made on other data ('{attrs.get('data_dir')}'); "
+            "use another --study-name"
+        )
+
+
+def enqueue_seeds(study: optuna.Study, space: SearchSpace) -> None:
+    """Enqueue the space's seed configurations; each runs once per study however often this runs."""
+    for seed in space.seeds:
+        attrs = {SEED_ATTR: seed.name}
+        if seed.published_accuracy is not None:
+            attrs["published_accuracy"] = seed.published_accuracy
+        if seed.published_time_ms is not None:
+            attrs["published_time_ms"] = seed.published_time_ms
+        study.enqueue_trial(seed_trial_params(space, seed), user_attrs=attrs, skip_if_exists=True)
+
+
+def format_trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+    """One progress line: number, state, value, params, seed name, time, best so far."""
+    attrs = trial.user_attrs
+    parts = [f"trial {trial.number:>3} {trial.state.name:<8}"]
+    if trial.state == TrialState.COMPLETE:
+        parts.append(f"val {trial.value:.4f} test {attrs.get('test_accuracy', float('nan')):.4f}")
+    elif trial.state == TrialState.PRUNED:
+        parts.append(f"after {attrs.get('epochs_run', '?')} epochs")
+    elif trial.state == TrialState.FAIL:
+        parts.append(f"({attrs.get('fail_reason', 'failed')})")
+    parts.append(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in trial.params.items()))
+    if SEED_ATTR in attrs:
+        parts.append(f"[{attrs[SEED_ATTR]}]")
+    if trial.datetime_start and trial.datetime_complete:
+        parts.append(f"{(trial.datetime_complete - trial.datetime_start).total_seconds():.1f} s")
+    try:
+        parts.append(f"| best {study.best_value:.4f} (#{study.best_trial.number})")
+    except ValueError:
+        pass
+    return "  ".join(parts)
+
+
+def run_study(config: RunConfig) -> int:
+    """Run (or resume) the study described by `config`; returns the process exit code."""
+    train = config.train
+    space = load_space(config.space)
+    location = resolve_storage(config.storage)
+    study_name = config.study_name or config.data_dir.resolve().name
+    resolved_weights = check_weights(train.weights, train.alpha, train.image_size)
+
+    started = time.perf_counter()
+    data = load_splits(config.data_dir, train.image_size, config.split, train.seed)
+    counts = data.counts()
+    print(f"data: {data.root} - {len(data.class_names)} classes, train {counts['train']} / "
+          f"val {counts['val']} / test {counts['test']} images"
+          + (f", {len(data.skipped)} unreadable skipped" if data.skipped else "")
+          + f" (decoded in {time.perf_counter() - started:.1f} s)", flush=True)
+
+    storage = open_storage(location)
+    print(f"storage: {location.display}  study: {study_name}", flush=True)
+    study = optuna.create_study(
+        storage=storage, study_name=study_name, direction="maximize", load_if_exists=True,
+        sampler=make_sampler(config.sampler, train.seed), pruner=make_pruner(config.pruner, train.epochs),
+    )
+    check_resumable(study, space, data)
+    if not study.user_attrs:
+        for key, value in study_attrs(config, space, data).items():
+            study.set_user_attr(key, value)
+        study.set_metric_names([METRIC_NAME])
+    commands = list(study.user_attrs.get("command_lines", []))
+    study.set_user_attr("command_lines", commands + [config.command_line])
+    enqueue_seeds(study, space)
+
+    total = config.n_trials or space.n_trials
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    remaining = total - finished
+    if remaining <= 0:
+        print(f"study '{study_name}' already has {finished} finished trials (target {total}); "
+              "raise --n-trials to add more")
+    else:
+        print(f"running {remaining} trial(s) of {total} ({finished} finished before), "
+              f"{train.epochs} epochs each, mode {train.mode}", flush=True)
+        model_path, meta_path = best_model_paths(location, study_name)
+        objective = Objective(space, data, train, resolved_weights, model_path, meta_path, config.verbose)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study.optimize(
+            objective, n_trials=remaining, timeout=config.timeout, catch=(Exception,), gc_after_trial=True,
+            callbacks=[
+                optuna.study.MaxTrialsCallback(total, states=FINISHED),
+                lambda s, t: print(format_trial_line(s, t), flush=True),
+            ],
+        )
+    print_summary(study, location, study_name)
+    return 0
+
+
+def print_summary(study: optuna.Study, location, study_name: str) -> None:
+    """Where the results are and what to run next."""
+    states = {state: 0 for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state in states:
+            states[trial.state] += 1
+    print(f"trials: {states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} pruned, "
+          f"{states[TrialState.FAIL]} failed")
+    try:
+        best = study.best_trial
+    except ValueError:
+        print("no completed trial yet", file=sys.stderr)
+        return
+    model_path, _ = best_model_paths(location, study_name)
+    print(f"best: trial {best.number}, validation accuracy {best.value:.4f}, "
+          f"test accuracy {best.user_attrs.get('test_accuracy', float('nan')):.4f}, params {best.params}")
+    print(f"best model: {model_path}")
+    print(f"inspect: optuna-dashboard '{location.display}'")

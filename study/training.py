@@ -1,0 +1,82 @@
+"""Fit one compiled model for a fixed number of epochs and keep its best epoch (no Optuna here).
+
+Per-epoch metrics go to an optional `on_epoch` hook (the objective reports them to Optuna
+and may stop the trial there); a non-finite loss stops training with FloatingPointError.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+@dataclass
+class FitResult:
+    """What a fit produced, with the model already holding its best epoch's weights."""
+
+    history: dict[str, list[float]]
+    epoch_seconds: list[float]
+    train_seconds: float
+    best_epoch: int  # 1-based
+    best_val_accuracy: float
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.epoch_seconds)
+
+
+@dataclass
+class EpochLog:
+    """History collected epoch by epoch; survives a fit that ends in an exception."""
+
+    history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    epoch_seconds: list[float] = field(default_factory=list)
+
+
+def make_epoch_callback(log: EpochLog, on_epoch: Callable[[int, EpochLog], None] | None):
+    """A Keras callback that records each epoch into `log`, checks the loss, then calls `on_epoch`."""
+    import keras
+
+    class EpochRecorder(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            log.epoch_seconds.append(time.perf_counter() - self._started)
+            for key in HISTORY_KEYS:
+                log.history[key].append(float(logs.get(key, math.nan)))
+            if not math.isfinite(log.history["loss"][-1]):
+                raise FloatingPointError(f"loss is {log.history['loss'][-1]} at epoch {epoch + 1}")
+            if on_epoch is not None:
+                on_epoch(epoch + 1, log)
+
+    return EpochRecorder()
+
+
+def fit_best_epoch(model, train_data, val_data, epochs: int, *,
+                   on_epoch: Callable[[int, EpochLog], None] | None = None,
+                   log: EpochLog | None = None, verbose: int = 0) -> FitResult:
+    """Train for `epochs`, then restore the weights of the epoch with the best validation accuracy.
+
+    Args:
+        on_epoch: called as on_epoch(epoch, log) after each epoch; may raise to stop training.
+        log: where epochs are recorded (pass one to read it after an exception).
+    """
+    import keras
+
+    log = log if log is not None else EpochLog()
+    best = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", mode="max", patience=epochs, restore_best_weights=True
+    )
+    started = time.perf_counter()
+    model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=verbose,
+              callbacks=[make_epoch_callback(log, on_epoch), best])
+    train_seconds = time.perf_counter() - started
+    val_accuracy = log.history["val_accuracy"]
+    best_index = max(range(len(val_accuracy)), key=lambda i: val_accuracy[i])
+    return FitResult(log.history, log.epoch_seconds, train_seconds, best_index + 1, val_accuracy[best_index])

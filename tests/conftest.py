@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny generated image folders, paths to the optional shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+SHARED_WEIGHTS = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+SHARED_FOOD10 = SHARED / "data" / "food10"
+
+
+def write_class_images(folder: Path, per_class: dict[str, int], size: int = 40, seed: int = 0,
+                       fmt: str = "PNG") -> Path:
+    """Write `per_class[name]` images per class: each class a distinct mean colour plus noise."""
+    rng = np.random.default_rng(seed)
+    for index, (name, count) in enumerate(per_class.items()):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        colour = np.array([(index * 97) % 256, (index * 53 + 80) % 256, (index * 151 + 30) % 256])
+        for number in range(count):
+            noise = rng.integers(-40, 40, (size, size, 3))
+            pixels = np.clip(colour + noise, 0, 255).astype(np.uint8)
+            suffix = {"PNG": "png", "JPEG": "jpg"}[fmt]
+            Image.fromarray(pixels).save(folder / name / f"{name}_{number:03d}.{suffix}", fmt)
+    return folder
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """Three classes of 10 small PNG images each."""
+    return write_class_images(tmp_path / "images", {"apple": 10, "banana": 10, "cherry": 10})
