@@ -135,6 +135,7 @@ def run_study(config: RunConfig) -> int:
           + (f", {len(data.skipped)} unreadable skipped" if data.skipped else "")
           + f" (decoded in {time.perf_counter() - started:.1f} s)", flush=True)
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
     storage = open_storage(location)
     print(f"storage: {location.display}  study: {study_name}", flush=True)
     study = optuna.create_study(
@@ -161,7 +162,6 @@ def run_study(config: RunConfig) -> int:
               f"{train.epochs} epochs each, mode {train.mode}", flush=True)
         model_path, meta_path = best_model_paths(location, study_name)
         objective = Objective(space, data, train, resolved_weights, model_path, meta_path, config.verbose)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         study.optimize(
             objective, n_trials=remaining, timeout=config.timeout, catch=(Exception,), gc_after_trial=True,
             callbacks=[

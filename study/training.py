@@ -74,8 +74,9 @@ def fit_best_epoch(model, train_data, val_data, epochs: int, *,
         monitor="val_accuracy", mode="max", patience=epochs, restore_best_weights=True
     )
     started = time.perf_counter()
-    model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=verbose,
-              callbacks=[make_epoch_callback(log, on_epoch), best])
+    model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=verbose, shuffle=False,
+              # `best` snapshots the weights before `on_epoch` can act on the model.
+              callbacks=[best, make_epoch_callback(log, on_epoch)])
     train_seconds = time.perf_counter() - started
     val_accuracy = log.history["val_accuracy"]
     best_index = max(range(len(val_accuracy)), key=lambda i: val_accuracy[i])

@@ -1,0 +1,135 @@
+"""The objective and the study around it: pruning, the seven, failures, recorded attrs, best model."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from study import objective as objective_module
+from study.config import AugmentConfig, SplitConfig, TrainConfig
+from study.data import load_splits
+from study.objective import SEED_ATTR, Objective
+from study.runner import enqueue_seeds
+from study.search_space import load_space, parse_space
+
+SPACE = parse_space("""
+[params.head_depth]
+role = "scientific"
+low = 1
+high = 2
+[params.dense_units]
+role = "scientific"
+low = 8
+high = 16
+[params.learning_rate]
+role = "scientific"
+low = 1e-4
+high = 1e-2
+log = true
+[params.dropout]
+role = "fixed"
+value = 0.5
+[[seeds]]
+name = "published"
+head_depth = 1
+dense_units = 8
+learning_rate = 1e-3
+""", "tiny.toml")
+
+
+@pytest.fixture
+def make_objective(image_folder, tmp_path):
+    data = load_splits(image_folder, 32, SplitConfig(0.3, 0.3), seed=0)
+
+    def make(epochs=2):
+        train = TrainConfig(epochs=epochs, batch_size=8, image_size=32, alpha=0.25, weights="none",
+                            augment=AugmentConfig(enabled=False))
+        return Objective(SPACE, data, train, None, tmp_path / "best.keras", tmp_path / "best.json")
+
+    return make
+
+
+def study_with_a_perfect_trial(epochs: int) -> optuna.Study:
+    """A study whose one finished trial reached accuracy 1.0 at every epoch: the rest look hopeless."""
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    study.add_trial(optuna.trial.create_trial(
+        value=1.0, intermediate_values={step: 1.0 for step in range(1, epochs + 1)}))
+    return study
+
+
+def test_a_hopeless_trial_is_pruned_and_keeps_its_epochs(make_objective):
+    study = study_with_a_perfect_trial(epochs=3)
+    study.optimize(make_objective(epochs=3), n_trials=1)
+    trial = study.trials[-1]
+    assert trial.state == TrialState.PRUNED
+    assert trial.user_attrs["epochs_run"] == 1
+    assert len(trial.user_attrs["history"]["val_accuracy"]) == 1
+    assert list(trial.intermediate_values) == [1]
+
+
+def test_the_seeds_are_never_pruned(make_objective):
+    study = study_with_a_perfect_trial(epochs=3)
+    enqueue_seeds(study, SPACE)
+    study.optimize(make_objective(epochs=3), n_trials=1)
+    trial = study.trials[-1]
+    assert trial.user_attrs[SEED_ATTR] == "published"
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["epochs_run"] == 3
+
+
+def test_a_complete_trial_records_its_attrs_and_returns_the_best_epoch(make_objective, tmp_path):
+    study = optuna.create_study(direction="maximize")
+    study.optimize(make_objective(epochs=2), n_trials=1)
+    trial = study.trials[0]
+    attrs = trial.user_attrs
+    assert trial.state == TrialState.COMPLETE
+    assert trial.value == max(attrs["history"]["val_accuracy"])
+    assert set(attrs["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 2 for v in attrs["history"].values())
+    assert attrs["epochs_run"] == 2 and attrs["best_epoch"] in (1, 2)
+    assert 0.0 <= attrs["test_accuracy"] <= 1.0
+    assert 0 < attrs["trainable_params"] < attrs["total_params"]
+    assert attrs["train_seconds"] > 0 and attrs["dropout"] == 0.5
+    meta = json.loads((tmp_path / "best.json").read_text())
+    assert (tmp_path / "best.keras").is_file()
+    assert meta["class_names"] == ["apple", "banana", "cherry"] and meta["trial_number"] == 0
+
+
+def test_only_a_better_trial_replaces_the_best_model(make_objective, tmp_path):
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=1.01))  # unbeatable
+    study.optimize(make_objective(epochs=1), n_trials=1)
+    assert not (tmp_path / "best.keras").exists()
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(make_objective, monkeypatch):
+    real_build = objective_module.build_model
+    calls = []
+
+    def build_or_run_out_of_memory(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise MemoryError("OOM when allocating tensor with shape [16384,4096]")
+        return real_build(**kwargs)
+
+    monkeypatch.setattr(objective_module, "build_model", build_or_run_out_of_memory)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(make_objective(epochs=1), n_trials=2, catch=(Exception,))
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert study.trials[0].user_attrs["fail_reason"] == "MemoryError: OOM when allocating tensor with shape [16384,4096]"
+
+
+def test_the_seven_are_enqueued_once_however_often_the_run_starts():
+    space = load_space("default")
+    study = optuna.create_study(direction="maximize")
+    enqueue_seeds(study, space)
+    trial = study.ask()  # the first seed starts running ...
+    study.tell(trial, 0.5)  # ... and finishes
+    enqueue_seeds(study, space)
+    enqueue_seeds(study, space)
+    names = [t.user_attrs[SEED_ATTR] for t in study.trials]
+    assert sorted(names) == [f"mn_resultset{i}" for i in range(1, 8)]
+    assert study.trials[0].user_attrs["published_accuracy"] == 0.9488
