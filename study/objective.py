@@ -19,13 +19,12 @@ from pathlib import Path
 
 import optuna
 
+from study.analysis import SEED_ATTR
 from study.config import TrainConfig
 from study.data import DataSplits, make_dataset
 from study.model import build_model, count_params
 from study.search_space import SearchSpace, suggest
 from study.training import EpochLog, fit_best_epoch
-
-SEED_ATTR = "seed_name"  # user attr that marks one of the space's seed configurations
 
 
 class Objective:
