@@ -110,8 +110,13 @@ def state_counts(trials: Sequence[FrozenTrial]) -> StateCounts:
 
 
 def param_value(trial: FrozenTrial, name: str) -> Any:
-    """A hyperparameter's value whether sampled (params) or fixed (user attrs)."""
-    return trial.params.get(name, trial.user_attrs.get(name))
+    """A hyperparameter's value: sampled (params), fixed by the space (user attrs), or, for a
+    trial still waiting in the queue, the value it was enqueued with."""
+    if name in trial.params:
+        return trial.params[name]
+    if name in trial.user_attrs:
+        return trial.user_attrs[name]
+    return trial.system_attrs.get("fixed_params", {}).get(name)
 
 
 def seven_rows(trials: Sequence[FrozenTrial]) -> list[SevenRow]:

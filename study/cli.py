@@ -6,6 +6,8 @@ Examples:
         --alpha 0.25 --image-size 128 --epochs 8 --study-name food-seed
     python -m study run --data photos/ --space default --n-trials 30 --study-name food
     python -m study evaluate --data other-photos/ --study-name food --json
+    python -m study confirm --study-name food --top 3 --seeds 3
+    python -m study report --study-name food
     optuna-dashboard sqlite:///study.db
 
 Bad input ends with one line `study: error: ...` and exit code 2; no traceback.
@@ -86,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=positive_int, default=32)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
 
+    report = commands.add_parser("report", help="write reports/<study>/README.md with figures and trials.csv")
+    report.add_argument("--study-name", required=True)
+    report.add_argument("--storage")
+    report.add_argument("--out", type=Path, default=Path("reports"), help="folder of reports (default reports)")
+
+    confirm = commands.add_parser("confirm", help="retrain the best configurations with several seeds")
+    confirm.add_argument("--study-name", required=True)
+    confirm.add_argument("--storage")
+    confirm.add_argument("--top", type=positive_int, default=3, help="how many searched configurations (3)")
+    confirm.add_argument("--seeds", type=positive_int, default=3, help="runs per configuration (3)")
+
     commands.add_parser("demo", help="a short study on generated images (no data, GPU or network needed)")
     return parser
 
@@ -125,13 +138,30 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_command(args: argparse.Namespace) -> int:
+    from study.report import write_report
+    from study.storage import resolve_storage
+
+    readme = write_report(resolve_storage(args.storage), args.study_name, args.out)
+    print(f"report: {readme}")
+    return 0
+
+
+def confirm_command(args: argparse.Namespace) -> int:
+    from study.confirm import run_confirm
+    from study.storage import resolve_storage
+
+    return run_confirm(resolve_storage(args.storage), args.study_name, args.top, args.seeds)
+
+
 def demo_command(args: argparse.Namespace) -> int:
     from study.demo import run_demo
 
     return run_demo()
 
 
-COMMANDS = {"run": run_command, "evaluate": evaluate_command, "demo": demo_command}
+COMMANDS = {"run": run_command, "evaluate": evaluate_command, "report": report_command,
+            "confirm": confirm_command, "demo": demo_command}
 
 
 def command_line() -> str:

@@ -8,6 +8,7 @@ resumes it and stops once that many trials have completed or been pruned.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
@@ -62,12 +63,36 @@ def study_attrs(config: RunConfig, space: SearchSpace, data) -> dict:
         "class_names": data.class_names,
         "split_counts": data.counts(),
         "split_seed": data.seed,
+        "split": asdict(config.split),
         "skipped_images": len(data.skipped),
         "train": train,
         "package_version": __version__,
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()} {platform.processor()}".strip(),
+        "cpu_count": os.cpu_count(),
+        "gpus": gpu_names(),
+        "packages": package_versions(),
     }
+
+
+def gpu_names() -> list[str]:
+    """The GPUs TensorFlow sees (empty on a CPU-only machine)."""
+    import tensorflow as tf
+
+    return [device.name for device in tf.config.list_physical_devices("GPU")]
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a study's numbers depend on."""
+    from importlib import metadata
+
+    versions = {}
+    for name in ("tensorflow", "keras", "optuna", "numpy", "pillow"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
 
 
 def check_resumable(study: optuna.Study, space: SearchSpace, data) -> None:

@@ -62,6 +62,15 @@ def test_seven_table_pairs_published_and_measured_numbers():
     assert best_of_seven(rows).name == "mn_resultset2"
 
 
+def test_a_seed_still_waiting_in_the_queue_shows_its_parameters():
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"head_depth": 4, "dense_units": 1024, "learning_rate": 2e-5},
+                        user_attrs={SEED_ATTR: "mn_resultset5", "published_accuracy": 0.9365})
+    (row,) = seven_rows(study.trials)
+    assert (row.name, row.state, row.head_depth, row.dense_units) == ("mn_resultset5", "WAITING", 4, 1024)
+    assert row.val_accuracy is None
+
+
 def test_time_saved_by_pruning_uses_each_trials_own_epoch_time():
     trials = numbered([
         trial(state=TrialState.PRUNED, epochs_run=2, epoch_seconds=[10.0, 12.0]),  # 6 x 11 s

@@ -1,0 +1,101 @@
+"""`python -m study confirm`: retrain the best configurations with several seeds before believing them.
+
+The best K searched trials and the best of the seven are each trained S more times, with
+the study's data, split and settings but new training seeds, as trials of a second study
+`<name>-confirm` in the same storage (their user attr `confirm_of` names the search trial).
+Re-running adds only the runs that are missing.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from study.analysis import CONFIRM_ATTR, SEED_ATTR, best_of_seven, seven_rows, top_trials
+from study.config import AugmentConfig, SplitConfig, TrainConfig
+from study.data import load_splits
+from study.errors import StorageError
+from study.model import check_weights
+from study.objective import Objective
+from study.runner import format_trial_line
+from study.search_space import parse_space
+from study.storage import StorageLocation, best_model_paths, open_storage
+
+CONFIRM_SEED_ATTR = "confirm_seed"
+CONFIRM_SEED_OFFSET = 10_000  # keeps confirmation seeds apart from the search's trial seeds
+
+
+def confirm_study_name(study_name: str) -> str:
+    return f"{study_name}-confirm"
+
+
+def load_search_study(location: StorageLocation, study_name: str) -> optuna.Study:
+    """The search study, or a StorageError naming what exists."""
+    storage = open_storage(location)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
+        raise StorageError(f"no study '{study_name}' in '{location.display}' (studies: {names})") from None
+
+
+def configs_to_confirm(trials, top: int) -> list[optuna.trial.FrozenTrial]:
+    """The best `top` searched trials, then the best of the seven (if it ran)."""
+    chosen = top_trials(trials, top)
+    best_seed = best_of_seven(seven_rows(trials))
+    if best_seed is not None:
+        chosen.append(next(t for t in trials if t.number == best_seed.trial_number))
+    return chosen
+
+
+def train_config_from(attrs: dict) -> TrainConfig:
+    """The study's recorded training settings, with a fresh seed range for confirmation."""
+    train = dict(attrs["train"])
+    augment = AugmentConfig(**train.pop("augment"))
+    train["seed"] = train.get("seed", 0) + CONFIRM_SEED_OFFSET
+    return TrainConfig(augment=augment, **train)
+
+
+def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds: int = 3) -> int:
+    """Retrain the chosen configurations `seeds` times each; returns the exit code."""
+    search = load_search_study(location, study_name)
+    attrs = search.user_attrs
+    if "train" not in attrs:
+        raise StorageError(f"study '{study_name}' was not made by `python -m study run`")
+    trials = search.get_trials(deepcopy=False)
+    chosen = configs_to_confirm(trials, top)
+    if not chosen:
+        raise StorageError(f"study '{study_name}' has no completed trial to confirm")
+
+    space = parse_space(attrs["space_text"], f"{attrs['space_name']}.toml (stored in the study)")
+    train = train_config_from(attrs)
+    resolved_weights = check_weights(train.weights, train.alpha, train.image_size)
+    split = SplitConfig(**attrs.get("split", {}))
+    data = load_splits(attrs["data_dir"], train.image_size, split, attrs["split_seed"])
+    if data.fingerprint != attrs["data_fingerprint"]:
+        raise StorageError(f"the images in '{attrs['data_dir']}' changed since study '{study_name}' ran")
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = confirm_study_name(study_name)
+    confirm = optuna.create_study(storage=open_storage(location), study_name=name, direction="maximize",
+                                  load_if_exists=True, pruner=optuna.pruners.NopPruner())
+    done = {(t.user_attrs.get(CONFIRM_ATTR), t.user_attrs.get(CONFIRM_SEED_ATTR))
+            for t in confirm.get_trials(deepcopy=False) if t.state != TrialState.FAIL}
+    for trial in chosen:
+        for seed in range(seeds):
+            if (trial.number, seed) in done:
+                continue
+            user_attrs = {CONFIRM_ATTR: trial.number, CONFIRM_SEED_ATTR: seed}
+            if SEED_ATTR in trial.user_attrs:
+                user_attrs[SEED_ATTR] = trial.user_attrs[SEED_ATTR]
+            confirm.enqueue_trial(dict(trial.params), user_attrs=user_attrs)
+    # Runs enqueued by an earlier, interrupted confirm are still waiting: run them too.
+    missing = len(confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    print(f"confirm: {len(chosen)} configurations x {seeds} seeds into study '{name}'; "
+          f"{missing} run(s) to do", flush=True)
+    if missing:
+        model_path, meta_path = best_model_paths(location, name)
+        objective = Objective(space, data, train, resolved_weights, model_path, meta_path)
+        confirm.optimize(objective, n_trials=missing, catch=(Exception,), gc_after_trial=True,
+                         callbacks=[lambda s, t: print(format_trial_line(s, t), flush=True)])
+    return 0

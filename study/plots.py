@@ -1,0 +1,149 @@
+"""Figures of the report: thin matplotlib renderers (Agg backend, PNG files, no display needed).
+
+Each function draws one figure from trials or facts and writes it to the given path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+
+from study.analysis import SEED_ATTR, param_value  # noqa: E402
+
+COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#d62728", "FAIL": "#7f7f7f", "seed": "#ff7f0e"}
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def learning_curve(history: dict[str, list[float]], title: str, path: Path,
+                   best_epoch: int | None = None) -> Path:
+    """Accuracy and loss per epoch, train and validation, as the original drew per configuration."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    epochs = range(1, len(history.get("loss", [])) + 1)
+    for axis, metric in ((left, "accuracy"), (right, "loss")):
+        axis.plot(epochs, history.get(metric, []), "o-", label=f"train {metric}")
+        axis.plot(epochs, history.get(f"val_{metric}", []), "s-", label=f"validation {metric}")
+        if best_epoch:
+            axis.axvline(best_epoch, color="grey", linestyle=":", label="best epoch")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    return _save(figure, path)
+
+
+def results_chart(trials: Sequence[FrozenTrial], path: Path) -> Path:
+    """Validation (bar) and test (dot) accuracy of every completed trial, best first; seeds labelled."""
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)
+    height = max(2.5, 0.22 * len(done) + 1)
+    figure, axis = plt.subplots(figsize=(8, height))
+    labels = [t.user_attrs.get(SEED_ATTR, f"trial {t.number}") for t in done]
+    colours = [COLOURS["seed"] if SEED_ATTR in t.user_attrs else COLOURS["COMPLETE"] for t in done]
+    positions = range(len(done))
+    axis.barh(positions, [t.value for t in done], color=colours, label="validation accuracy (best epoch)")
+    axis.plot([t.user_attrs.get("test_accuracy", float("nan")) for t in done], positions, "k.",
+              label="test accuracy")
+    axis.set_yticks(list(positions), labels, fontsize=7)
+    axis.invert_yaxis()
+    axis.set_xlabel("accuracy")
+    axis.set_title("All completed trials (orange: the original seven)", fontsize=10)
+    axis.legend(fontsize=8, loc="lower right")
+    return _save(figure, path)
+
+
+def optimization_history(trials: Sequence[FrozenTrial], path: Path) -> Path:
+    """Each completed trial's value by trial number, with the best so far."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    figure, axis = plt.subplots(figsize=(8, 3.4))
+    axis.scatter([t.number for t in done], [t.value for t in done], s=14, label="trial")
+    best, steps = float("-inf"), []
+    for t in done:
+        best = max(best, t.value)
+        steps.append(best)
+    axis.step([t.number for t in done], steps, where="post", color="#d62728", label="best so far")
+    axis.set_xlabel("trial")
+    axis.set_ylabel("validation accuracy")
+    axis.legend(fontsize=8)
+    axis.set_title("Optimization history", fontsize=10)
+    return _save(figure, path)
+
+
+def intermediate_values(trials: Sequence[FrozenTrial], path: Path) -> Path:
+    """Validation accuracy per epoch of every trial; pruned trials end in a red cross."""
+    figure, axis = plt.subplots(figsize=(8, 3.8))
+    for t in trials:
+        if not t.intermediate_values:
+            continue
+        steps = sorted(t.intermediate_values)
+        values = [t.intermediate_values[s] for s in steps]
+        pruned = t.state == TrialState.PRUNED
+        axis.plot(steps, values, color=COLOURS["PRUNED"] if pruned else COLOURS["COMPLETE"],
+                  alpha=0.8 if pruned else 0.35, linewidth=1)
+        if pruned:
+            axis.plot(steps[-1], values[-1], "x", color=COLOURS["PRUNED"])
+    axis.plot([], [], color=COLOURS["COMPLETE"], label="ran to the end")
+    axis.plot([], [], "x-", color=COLOURS["PRUNED"], label="pruned here")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation accuracy")
+    axis.set_title("Intermediate values: where pruning cut trials", fontsize=10)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def param_importances(study, path: Path) -> Path | None:
+    """Optuna's PED-ANOVA importances of the varied hyperparameters (native to Optuna, unlike
+    fANOVA, which needs scikit-learn); None when they cannot be computed yet."""
+    import optuna
+
+    # Optuna's plot switches the global style to ggplot; a style context undoes that on exit.
+    with plt.style.context("default"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            axis = optuna.visualization.matplotlib.plot_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+        except (ValueError, RuntimeError, ZeroDivisionError, ImportError):
+            plt.close("all")
+            return None
+        axis.set_title("Hyperparameter importances (PED-ANOVA)", fontsize=10)
+        return _save(axis.figure, path)
+
+
+def axis_plot(trials: Sequence[FrozenTrial], parameter: str, log: bool, path: Path) -> Path:
+    """Accuracy against one hyperparameter: completed (dots, seven as stars), pruned at their
+    last reported value (crosses), failed along the bottom (grey ticks)."""
+    figure, axis = plt.subplots(figsize=(5, 3.4))
+    for t in trials:
+        value = param_value(t, parameter)
+        if value is None:
+            continue
+        if t.state == TrialState.COMPLETE:
+            seed = SEED_ATTR in t.user_attrs
+            axis.plot(value, t.value, "*" if seed else "o", color=COLOURS["seed" if seed else "COMPLETE"],
+                      markersize=9 if seed else 5)
+        elif t.state == TrialState.PRUNED and t.intermediate_values:
+            axis.plot(value, t.intermediate_values[max(t.intermediate_values)], "x", color=COLOURS["PRUNED"])
+        elif t.state == TrialState.FAIL:
+            axis.plot(value, 0, "|", color=COLOURS["FAIL"], markersize=12)
+    for state, marker in (("COMPLETE", "o"), ("seed", "*"), ("PRUNED", "x"), ("FAIL", "|")):
+        label = {"COMPLETE": "complete", "seed": "the seven", "PRUNED": "pruned (last value)",
+                 "FAIL": "failed"}[state]
+        axis.plot([], [], marker, color=COLOURS[state], linestyle="", label=label)
+    if log:
+        axis.set_xscale("log")
+    axis.set_xlabel(parameter)
+    axis.set_ylabel("validation accuracy")
+    axis.legend(fontsize=7)
+    return _save(figure, path)

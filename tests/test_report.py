@@ -1,0 +1,66 @@
+"""The report end to end: a tiny study run, confirmed and reported through the CLI."""
+
+from __future__ import annotations
+
+import re
+
+import optuna
+import pytest
+
+from study.report import md, write_report
+from study.storage import resolve_storage
+from tests.conftest import write_class_images
+from tests.test_cli import TINY_RUN, study_cli
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_markdown_special_characters_in_user_text_are_escaped():
+    assert md("a_b*c|d") == r"a\_b\*c\|d"
+    assert md("비빔밥 [x](y)") == r"비빔밥 \[x\]\(y\)"
+
+
+@pytest.mark.slow
+def test_run_confirm_report_links_only_valid_pngs(tmp_path):
+    images = write_class_images(tmp_path / "images", {"짜장면": 8, "pizza|slice": 8})
+    run = study_cli("run", "--data", str(images), "--study-name", "tiny_study", "--n-trials", "3",
+                    *TINY_RUN, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    confirm = study_cli("confirm", "--study-name", "tiny_study", "--top", "1", "--seeds", "2", cwd=tmp_path)
+    assert confirm.returncode == 0, confirm.stderr
+    report = study_cli("report", "--study-name", "tiny_study", "--out", "reports", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+
+    folder = tmp_path / "reports" / "tiny_study"
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) >= 6
+    for link in links:
+        assert (folder / link).read_bytes()[:8] == PNG_SIGNATURE, link
+    for heading in ("## Summary", "## The seven, reproduced", "## Beyond the seven", "## Figures",
+                    "## Reflection, computed", "## Confirmation", "## Provenance"):
+        assert heading in text
+    assert r"pizza\|slice" in text and "tiny\\_study" in text
+    assert "| **mn\\_resultset1** | 3 | 1024 | 2e-05 | 94.88% |" in text
+    assert "Validation mean [95% CI]" in text  # the confirmation table is there
+    lines = (folder / "trials.csv").read_text().splitlines()
+    assert len(lines) == 1 + 7 and "user_attrs_history" not in lines[0]
+
+
+def test_a_study_with_only_failed_trials_says_so(tmp_path):
+    location = resolve_storage("sqlite:///s.db", tmp_path)
+    study = optuna.create_study(study_name="broken", storage=location.url)
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                              user_attrs={"fail_reason": "MemoryError: OOM"}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
+    readme = write_report(location, "broken", tmp_path / "reports")
+    text = readme.read_text()
+    assert "0 complete, 1 pruned, 1 failed" in text
+    assert "No trial has completed yet" in text and "`MemoryError: OOM`" in text
+
+
+def test_report_of_an_unknown_study_is_one_line(tmp_path):
+    optuna.create_study(study_name="other", storage=f"sqlite:///{tmp_path}/study.db")
+    result = study_cli("report", "--study-name", "nope", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"study: error: no study 'nope' in 'sqlite:///{tmp_path}/study.db' (studies: other)"
