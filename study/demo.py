@@ -55,7 +55,7 @@ def demo_config(workdir: Path) -> RunConfig:
         n_trials=9,  # the original seven, then two the sampler chooses
         sampler="tpe",
         pruner="median",
-        train=TrainConfig(epochs=3, batch_size=16, image_size=32, alpha=0.25, weights="none",
+        train=TrainConfig(epochs=3, batch_size=8, image_size=32, alpha=0.25, weights="none",
                           mode="finetune", augment=AugmentConfig(enabled=False)),
         command_line="python -m study demo",
     )
