@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -79,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-augment", action="store_true", help="train on the images as they are")
     run.add_argument("--augment-strength", type=float, default=1.0,
                      help="multiplies the default rotation (+-18 deg) and zoom (+-10%%)")
+    run.add_argument("--precision", choices=("float32", "mixed"), default="float32",
+                     help="mixed: float16 compute on a GPU")
+    run.add_argument("--gpus", help="one worker per listed GPU, e.g. 0,1 (needs PostgreSQL or journal storage)")
+    run.add_argument("--heartbeat-interval", type=positive_int, default=RunConfig.heartbeat_seconds,
+                     metavar="SECONDS", help="RDB storages: a dead worker's trial is retried after 2 intervals")
     run.add_argument("--verbose", action="store_true", help="print Keras' per-epoch lines")
 
     evaluate = commands.add_parser("evaluate", help="accuracy of a study's best model on another folder")
@@ -105,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_command(args: argparse.Namespace) -> int:
     from study.runner import run_study
+    from study.workers import launch_workers, parse_gpus
 
+    if args.gpus is not None:
+        return launch_workers(parse_gpus(args.gpus), args.storage, sys.argv[1:])
     if args.val_fraction + args.test_fraction >= 1:
         raise StudyError(f"--val-fraction {args.val_fraction} + --test-fraction {args.test_fraction} "
                          "leave no training images (expected a sum below 1)")
@@ -113,11 +122,13 @@ def run_command(args: argparse.Namespace) -> int:
         raise StudyError(f"--augment-strength: expected a non-negative number, got {args.augment_strength}")
     augment = AugmentConfig(enabled=not args.no_augment).scaled(args.augment_strength)
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
-                        alpha=args.alpha, weights=args.weights, mode=args.mode, augment=augment, seed=args.seed)
+                        alpha=args.alpha, weights=args.weights, mode=args.mode, augment=augment, seed=args.seed,
+                        precision=args.precision)
     config = RunConfig(
         data_dir=args.data, space=args.space, study_name=args.study_name, storage=args.storage,
         n_trials=args.n_trials, timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,
         split=SplitConfig(args.val_fraction, args.test_fraction), train=train, verbose=args.verbose,
+        heartbeat_seconds=args.heartbeat_interval,
         command_line=command_line(),
     )
     return run_study(config)
@@ -175,14 +186,30 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def interrupt_on_sigterm() -> None:
+    """Treat SIGTERM (a scheduler or `kill`) like Ctrl-C: end the trial cleanly, then exit."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, run the sub-command, return its exit code."""
     quiet_tensorflow()
+    interrupt_on_sigterm()
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except StudyError as error:
         print(f"study: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:  # a full disk or a read-only folder while writing results
+        from study.storage import mask_password
+
+        where = f" '{error.filename}'" if error.filename else ""
+        print(f"study: error: cannot use{where}: {mask_password(error.strerror or str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("study: interrupted; run the same command again to resume", file=sys.stderr)

@@ -40,6 +40,7 @@ class TrainConfig:
     mode: str = "finetune"  # the original trained the base too; "frozen" trains the head only
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
+    precision: str = "float32"  # "mixed" (float16 compute) roughly doubles speed on recent GPUs
 
 
 @dataclass(frozen=True)
@@ -56,5 +57,6 @@ class RunConfig:
     pruner: str = "median"  # Optuna's default pruner; the seven are never pruned
     split: SplitConfig = field(default_factory=SplitConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    heartbeat_seconds: int = 60  # RDB storages: a dead worker's trial is retried after 2 intervals
     verbose: bool = False
     command_line: str = ""

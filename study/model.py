@@ -101,17 +101,19 @@ def build_base(image_size: int, alpha: float, weights: str | None):
 
 def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str | None,
                 head_depth: int, dense_units: int, dropout: float, learning_rate: float,
-                mode: str = "finetune"):
+                mode: str = "finetune", precision: str = "float32"):
     """MobileNet -> Flatten -> head_depth x (Dense + Dropout) -> softmax, compiled with Adam.
 
     Args:
         weights: what `resolve_weights` returned (None, "imagenet" or a file path).
         mode: "finetune" trains the base as well (the original), "frozen" only the head.
+        precision: "float32", or "mixed" for float16 compute with float32 weights (GPU).
     Returns:
         A compiled `keras.Model` taking (image_size, image_size, 3) pixels in 0-255.
     """
     import keras
 
+    keras.mixed_precision.set_global_policy("mixed_float16" if precision == "mixed" else "float32")
     base = build_base(image_size, alpha, weights)
     base.trainable = mode == "finetune"
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
@@ -133,7 +135,8 @@ def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str |
     for index in range(head_depth):
         x = keras.layers.Dense(dense_units, activation="relu", name=f"dense_{index + 1}")(x)
         x = keras.layers.Dropout(dropout, name=f"dropout_{index + 1}")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="classes")(x)
+    # The softmax stays in float32 under mixed precision, where float16 would lose small probabilities.
+    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="classes")(x)
     model = keras.Model(inputs, outputs, name=f"mobilenet_F_{head_depth}xD{dense_units}")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),

@@ -54,6 +54,7 @@ class Objective:
             model = build_model(
                 n_classes=len(self.data.class_names), image_size=self.train.image_size,
                 alpha=self.train.alpha, weights=self.resolved_weights, mode=self.train.mode,
+                precision=self.train.precision,
                 head_depth=params["head_depth"], dense_units=params["dense_units"],
                 dropout=params["dropout"], learning_rate=params["learning_rate"],
             )

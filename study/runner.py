@@ -20,11 +20,12 @@ from optuna.trial import TrialState
 from study import __version__
 from study.config import RunConfig
 from study.data import load_splits
-from study.errors import StorageError
+from study.errors import StorageError, StudyError
 from study.model import check_weights
 from study.objective import SEED_ATTR, Objective
 from study.search_space import SearchSpace, load_space, seed_trial_params
-from study.storage import best_model_paths, open_storage, resolve_storage
+from study.storage import (best_model_paths, check_writable, claim_single_writer, exclusive_section,
+                           open_storage, resolve_storage)
 
 SAMPLERS = ("tpe", "qmc", "random")
 PRUNERS = ("median", "hyperband", "none")
@@ -49,6 +50,12 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
     return optuna.pruners.NopPruner()
+
+
+def check_precision(precision: str) -> None:
+    """Mixed precision pays off only on a GPU; refuse it elsewhere rather than run slower."""
+    if precision == "mixed" and not gpu_names():
+        raise StudyError("--precision mixed needs a GPU, and TensorFlow sees none on this machine")
 
 
 def study_attrs(config: RunConfig, space: SearchSpace, data) -> dict:
@@ -110,15 +117,42 @@ def check_resumable(study: optuna.Study, space: SearchSpace, data) -> None:
         )
 
 
-def enqueue_seeds(study: optuna.Study, space: SearchSpace) -> None:
-    """Enqueue the space's seed configurations; each runs once per study however often this runs."""
+def enqueue_seeds(study: optuna.Study, space: SearchSpace) -> int:
+    """Enqueue each seed configuration that has no trial yet; returns how many were queued.
+
+    A seed counts as present while any of its trials waits, runs or has finished; a seed
+    whose trials all failed (an interrupted run, say) is queued again, so a resumed study
+    still runs all of them. Call it inside `exclusive_section` when workers share a storage.
+    """
+    present = {t.user_attrs.get(SEED_ATTR) for t in study.get_trials(deepcopy=False)
+               if t.state != TrialState.FAIL}
+    queued = 0
     for seed in space.seeds:
+        if seed.name in present:
+            continue
         attrs = {SEED_ATTR: seed.name}
         if seed.published_accuracy is not None:
             attrs["published_accuracy"] = seed.published_accuracy
         if seed.published_time_ms is not None:
             attrs["published_time_ms"] = seed.published_time_ms
-        study.enqueue_trial(seed_trial_params(space, seed), user_attrs=attrs, skip_if_exists=True)
+        study.enqueue_trial(seed_trial_params(space, seed), user_attrs=attrs)
+        queued += 1
+    return queued
+
+
+class StopAtTotal:
+    """Stop this worker once the study's finished plus running trials reach the total.
+
+    Counting the trials other workers are running keeps several workers from overshooting
+    `--n-trials`, the study's total, by more than the trials that start at the same moment.
+    """
+
+    def __init__(self, total: int):
+        self.total = total
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if len(study.get_trials(deepcopy=False, states=FINISHED + (TrialState.RUNNING,))) >= self.total:
+            study.stop()
 
 
 def format_trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
@@ -149,7 +183,9 @@ def run_study(config: RunConfig) -> int:
     train = config.train
     space = load_space(config.space)
     location = resolve_storage(config.storage)
+    check_writable(location.files_dir)
     study_name = config.study_name or config.data_dir.resolve().name
+    check_precision(train.precision)
     resolved_weights = check_weights(train.weights, train.alpha, train.image_size)
 
     started = time.perf_counter()
@@ -161,7 +197,8 @@ def run_study(config: RunConfig) -> int:
           + f" (decoded in {time.perf_counter() - started:.1f} s)", flush=True)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
-    storage = open_storage(location)
+    claim_single_writer(location)
+    storage = open_storage(location, heartbeat_seconds=config.heartbeat_seconds)
     print(f"storage: {location.display}  study: {study_name}", flush=True)
     study = optuna.create_study(
         storage=storage, study_name=study_name, direction="maximize", load_if_exists=True,
@@ -174,11 +211,16 @@ def run_study(config: RunConfig) -> int:
         study.set_metric_names([METRIC_NAME])
     commands = list(study.user_attrs.get("command_lines", []))
     study.set_user_attr("command_lines", commands + [config.command_line])
-    enqueue_seeds(study, space)
+    with exclusive_section(location, storage, f"enqueue-seeds:{study_name}"):
+        enqueue_seeds(study, space)
 
+    if config.heartbeat_seconds and location.scheme != "journal":
+        # Fail (and queue once more) the trials of dead workers now, so they are not counted as running.
+        optuna.storages.fail_stale_trials(study)
     total = config.n_trials or space.n_trials
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
-    remaining = total - finished
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    remaining = total - finished - running
     if remaining <= 0:
         print(f"study '{study_name}' already has {finished} finished trials (target {total}); "
               "raise --n-trials to add more")
@@ -190,7 +232,7 @@ def run_study(config: RunConfig) -> int:
         study.optimize(
             objective, n_trials=remaining, timeout=config.timeout, catch=(Exception,), gc_after_trial=True,
             callbacks=[
-                optuna.study.MaxTrialsCallback(total, states=FINISHED),
+                StopAtTotal(total),
                 lambda s, t: print(format_trial_line(s, t), flush=True),
             ],
         )

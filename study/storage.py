@@ -1,12 +1,16 @@
-"""Storage URLs: SQLite in the working folder by default, any Optuna RDB URL for many workers.
+"""Storage URLs: SQLite in the working folder by default; PostgreSQL or a journal file for many workers.
 
 Also decides where a study's files live beside its storage (the best model and its class
-names), and masks passwords wherever a URL is shown.
+names), keeps a second local process off a SQLite file, serialises the enqueueing of seed
+configurations between workers, and masks passwords wherever a URL is shown.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +19,9 @@ from urllib.parse import urlsplit
 from study.errors import StorageError
 
 DEFAULT_STORAGE = "sqlite:///study.db"  # embedded, needs no server; one worker at a time
-RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
+DEFAULT_HEARTBEAT_SECONDS = 60  # a dead worker's trial is failed and retried after ~2 minutes
+EXPECTED_FORMS = "sqlite:///FILE.db, postgresql://USER:PASSWORD@HOST[:PORT]/DB or journal:///PATH/FILE.log"
 
 
 @dataclass(frozen=True)
@@ -23,53 +29,155 @@ class StorageLocation:
     """A checked storage URL and the folder where the study's files are kept."""
 
     url: str
-    files_dir: Path  # beside the SQLite file, else the working folder
+    files_dir: Path  # beside a SQLite or journal file, else the working folder
 
     @property
     def display(self) -> str:
         return mask_password(self.url)
 
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme.split("+")[0]
 
-def mask_password(url: str) -> str:
-    """The URL with any password replaced by `***`."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    @property
+    def local_file(self) -> Path | None:
+        """The database or journal file for file-based storages."""
+        if self.scheme in ("sqlite", "journal"):
+            return Path(self.url.split(":///", 1)[1])
+        return None
+
+
+def mask_password(text: str) -> str:
+    """`text` with the password of any URL in it replaced by `***`."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
 def resolve_storage(url: str | None, working_dir: Path | None = None) -> StorageLocation:
     """Check a storage URL (default `sqlite:///study.db`) and find its files folder."""
     url = url or DEFAULT_STORAGE
     working_dir = Path(working_dir or Path.cwd())
-    scheme = urlsplit(url).scheme.split("+")[0]
-    if scheme not in RDB_SCHEMES:
-        raise StorageError(
-            f"storage URL '{mask_password(url)}' is not supported "
-            "(expected sqlite:///FILE.db or postgresql://USER:PASSWORD@HOST/DB)"
-        )
-    if scheme == "sqlite":
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+")[0]
+    if scheme not in SCHEMES:
+        raise StorageError(f"storage URL '{mask_password(url)}' is not supported (expected {EXPECTED_FORMS})")
+    if scheme in ("sqlite", "journal"):
         path_text = url.split(":///", 1)[1] if ":///" in url else ""
         if not path_text or path_text == ":memory:":
-            raise StorageError(f"storage URL '{url}' names no database file (expected sqlite:///FILE.db)")
-        database = Path(path_text)
-        if not database.is_absolute():
-            database = working_dir / database
-        if not database.parent.is_dir():
-            raise StorageError(f"storage URL '{url}': folder '{database.parent}' does not exist")
-        return StorageLocation(f"sqlite:///{database}", database.parent)
+            raise StorageError(f"storage URL '{url}' names no file (expected {EXPECTED_FORMS})")
+        path = Path(path_text)
+        if not path.is_absolute():
+            path = working_dir / path
+        if not path.parent.is_dir():
+            raise StorageError(f"storage URL '{url}': folder '{path.parent}' does not exist")
+        return StorageLocation(f"{scheme}:///{path}", path.parent)
+    if not parts.hostname or not parts.path.strip("/"):
+        raise StorageError(f"storage URL '{mask_password(url)}' needs a host and a database name "
+                           f"(expected {EXPECTED_FORMS})")
+    try:
+        parts.port
+    except ValueError:
+        raise StorageError(f"storage URL '{mask_password(url)}' has an invalid port") from None
     return StorageLocation(url, working_dir)
 
 
-def open_storage(location: StorageLocation):
-    """An Optuna RDB storage for the URL; connection failures become one-line StorageErrors."""
+def open_storage(location: StorageLocation, heartbeat_seconds: int | None = None):
+    """An Optuna storage for the location; failures become one-line StorageErrors.
+
+    With `heartbeat_seconds` (RDB storages only), running trials send heartbeats, and a trial
+    whose worker died is failed after two missed intervals and queued once more.
+    """
     import optuna
 
+    if location.scheme == "journal":
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        path = str(location.local_file)
+        try:
+            return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+        except OSError as error:
+            raise StorageError(f"cannot open storage '{location.display}': {error.strerror or error}") from None
     engine_kwargs = {}
-    if location.url.startswith("sqlite"):
+    if location.scheme == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": 60}}  # wait for a writer rather than fail
+    elif location.scheme == "postgresql":
+        engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    heartbeat = {}
+    if heartbeat_seconds:
+        heartbeat = {
+            "heartbeat_interval": heartbeat_seconds,
+            "grace_period": 2 * heartbeat_seconds,
+            "heartbeat_stale_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        }
     try:
-        return optuna.storages.RDBStorage(location.url, engine_kwargs=engine_kwargs)
+        return optuna.storages.RDBStorage(location.url, engine_kwargs=engine_kwargs, **heartbeat)
     except Exception as error:
-        reason = mask_password(str(error).splitlines()[0]) if str(error) else type(error).__name__
-        raise StorageError(f"cannot open storage '{location.display}': {reason}") from None
+        raise StorageError(f"cannot open storage '{location.display}': {short_reason(error)}") from None
+
+
+def short_reason(error: BaseException) -> str:
+    """The first informative line of a (database driver) error, password masked."""
+    original = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    if "password authentication failed" in str(original):
+        text = "password authentication failed (check the user and password in the URL)"
+    return mask_password(text)
+
+
+_held_locks: list = []  # open lock files, held until the process exits
+
+
+def claim_single_writer(location: StorageLocation) -> None:
+    """Refuse a second local `run` on one SQLite file: SQLite is not safe for parallel workers."""
+    if location.scheme != "sqlite":
+        return
+    lock_path = location.local_file.with_name(location.local_file.name + ".lock")
+    handle = open(lock_path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StorageError(
+            f"another `study run` is using '{location.display}'; SQLite is not safe for parallel workers: "
+            "use --storage postgresql://USER:PASSWORD@HOST/DB or --storage journal:///PATH/FILE.log"
+        ) from None
+    _held_locks.append(handle)
+
+
+@contextlib.contextmanager
+def exclusive_section(location: StorageLocation, storage, name: str):
+    """Hold a lock shared by every worker of a storage while inside (e.g. to enqueue seeds once).
+
+    PostgreSQL: a session advisory lock; journal file: a lock file beside it; SQLite needs
+    none (one worker only); other databases: no lock.
+    """
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    if location.scheme == "postgresql":
+        from sqlalchemy import text
+
+        with storage.engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
+    elif location.scheme == "journal":
+        lock_path = location.local_file.with_name(location.local_file.name + ".lock")
+        with open(lock_path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    else:
+        yield
+
+
+def check_writable(folder: Path) -> None:
+    """Raise StorageError unless files can be written in `folder`."""
+    if not os.access(folder, os.W_OK):
+        raise StorageError(f"folder '{folder}' is not writable (the best model is saved there)")
 
 
 def study_file_stem(study_name: str) -> str:

@@ -1,0 +1,198 @@
+"""Many workers: PostgreSQL sharing, a killed worker's trial retried, Ctrl-C and resume, --gpus checks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from study.analysis import SEED_ATTR
+from study.errors import StudyError
+from study.workers import check_worker_setup, parse_gpus, without_gpus_option
+from tests.conftest import REPO, write_class_images
+from tests.test_cli import TINY_RUN, study_cli
+
+SMALL_SPACE = """
+n_trials = 3
+[params.head_depth]
+role = "scientific"
+low = 1
+high = 2
+[params.dense_units]
+role = "scientific"
+low = 8
+high = 32
+[params.learning_rate]
+role = "scientific"
+low = 1e-4
+high = 1e-2
+log = true
+[params.dropout]
+role = "fixed"
+value = 0.0
+"""
+LONG_TRIALS = ["--weights", "none", "--alpha", "0.25", "--image-size", "32", "--batch-size", "8",
+               "--no-augment", "--epochs", "150", "--heartbeat-interval", "1"]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The test server's URL, from STUDY_TEST_POSTGRES_URL (set by .ci/run)."""
+    url = os.environ.get("STUDY_TEST_POSTGRES_URL")
+    reason = "STUDY_TEST_POSTGRES_URL is not set" if not url else None
+    if url:
+        import sqlalchemy
+
+        try:
+            with sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5}).connect():
+                pass
+        except Exception as error:
+            reason = f"cannot connect: {type(error).__name__}"
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the PostgreSQL server that .ci/run starts ({reason})")
+        pytest.skip(f"no PostgreSQL server reachable ({reason}); .ci/run starts one")
+    return url
+
+
+def spawn(*args: str, cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.Popen([sys.executable, "-m", "study", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_running_trial(storage: str, name: str, after_complete: int, timeout: float = 180) -> int:
+    """Poll until `after_complete` trials completed and another has reported an epoch; its number."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        except Exception:  # the worker may still be creating the tables or the study
+            trials = []
+        done = sum(t.state == TrialState.COMPLETE for t in trials)
+        running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
+        if done >= after_complete and running:
+            return running[0].number
+        time.sleep(0.2)
+    raise AssertionError(f"no trial of {name} reached its first epoch within {timeout} s")
+
+
+def test_gpu_lists_are_checked_against_the_machine():
+    assert parse_gpus("0,1") == ["0", "1"]
+    with pytest.raises(StudyError, match="expected distinct GPU indices"):
+        parse_gpus("0,a")
+    with pytest.raises(StudyError, match="this machine has no GPU 1 \\(GPUs found: 0\\)"):
+        check_worker_setup(["0", "1"], "postgresql://u:p@h/db", available=["0"])
+    with pytest.raises(StudyError, match="needs a storage for parallel workers"):
+        check_worker_setup(["0", "1"], None, available=["0", "1"])
+    check_worker_setup(["0", "1"], "journal:////tmp/x.log", available=["0", "1"])
+    assert without_gpus_option(["run", "--gpus", "0,1", "--data", "d", "--gpus=2"]) == ["run", "--data", "d"]
+
+
+def test_gpus_on_a_machine_without_them_is_one_line(tmp_path):
+    if subprocess.run(["sh", "-c", "command -v nvidia-smi"], capture_output=True).returncode == 0:
+        pytest.skip("this machine has nvidia-smi")
+    result = study_cli("run", "--data", "images", "--gpus", "0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "study: error: --gpus: this machine has no GPU 0 (GPUs found: none)"
+
+
+@pytest.mark.slow
+def test_sigint_ends_the_trial_as_interrupted_and_the_same_command_resumes(tmp_path):
+    write_class_images(tmp_path / "images", {"a": 8, "b": 8})
+    (tmp_path / "small.toml").write_text(SMALL_SPACE)
+    command = ["run", "--data", "images", "--space", "small.toml", "--n-trials", "1", *LONG_TRIALS]
+    worker = spawn(*command, cwd=tmp_path)
+    storage = f"sqlite:///{tmp_path}/study.db"
+    number = wait_for_running_trial(storage, "images", after_complete=0)
+    worker.send_signal(signal.SIGINT)
+    _, stderr = worker.communicate(timeout=120)
+    assert worker.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "study: interrupted; run the same command again to resume"
+    interrupted = optuna.load_study(study_name="images", storage=storage).trials[number]
+    assert interrupted.state == TrialState.FAIL and interrupted.user_attrs["fail_reason"] == "interrupted"
+
+    again = study_cli(*command, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    states = [t.state for t in optuna.load_study(study_name="images", storage=storage).trials]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+@pytest.mark.slow
+def test_three_postgres_workers_share_the_total_and_run_the_seven_once(tmp_path, postgres_url):
+    write_class_images(tmp_path / "images", {"a": 8, "b": 8})
+    name = f"three-{uuid.uuid4().hex[:8]}"
+    args = ["run", "--data", "images", "--space", "default", "--study-name", name, "--storage", postgres_url,
+            "--n-trials", "9", *TINY_RUN[2:]]
+    workers = [spawn(*args, cwd=tmp_path) for _ in range(3)]
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+    assert "s3cr" not in "".join(out + err for out, err in outputs)
+
+    trials = optuna.load_study(study_name=name, storage=postgres_url).trials
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert 9 <= len(finished) <= 11  # workers finishing at the same instant may each start one more
+    seeds = [t.user_attrs[SEED_ATTR] for t in trials if SEED_ATTR in t.user_attrs]
+    assert sorted(seeds) == [f"mn_resultset{i}" for i in range(1, 8)]
+    reported = [line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("trial ")]
+    assert len(reported) == len(set(reported)) == len(finished)  # each trial run by exactly one worker
+    assert sum(1 for out, _ in outputs if "trial " in out) >= 2  # the work was shared
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_failed_and_rerun_by_another(tmp_path, postgres_url):
+    write_class_images(tmp_path / "images", {"a": 8, "b": 8})
+    (tmp_path / "small.toml").write_text(SMALL_SPACE)
+    name = f"killed-{uuid.uuid4().hex[:8]}"
+    args = ["run", "--data", "images", "--space", "small.toml", "--study-name", name,
+            "--storage", postgres_url, "--n-trials", "3", *LONG_TRIALS]
+    first = spawn(*args, cwd=tmp_path)
+    stale_number = wait_for_running_trial(postgres_url, name, after_complete=1)
+    before = {t.number: t.value for t in optuna.load_study(study_name=name, storage=postgres_url).trials
+              if t.state == TrialState.COMPLETE}
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=60)
+    time.sleep(3)  # longer than the 2 s grace period of a 1 s heartbeat
+
+    second = spawn(*args, cwd=tmp_path)
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-2000:]
+    trials = optuna.load_study(study_name=name, storage=postgres_url).trials
+    assert {t.number: t.value for t in trials if t.number in before} == before  # finished work kept
+    stale = trials[stale_number]
+    assert stale.state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == stale_number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == stale.params
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+
+
+def test_wrong_postgres_credentials_are_one_line_without_the_password(tmp_path, postgres_url):
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(postgres_url)
+    wrong = postgres_url.replace(f":{parts.password}@", ":not-the-s3cret@")
+    write_class_images(tmp_path / "images", {"a": 8, "b": 8})
+    result = study_cli("run", "--data", "images", "--storage", wrong, "--weights", "none", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("study: error: cannot open storage 'postgresql://") and "password authentication failed" in line
+    assert "not-the-s3cret" not in result.stderr + result.stdout
+
+
+def test_an_unreachable_server_is_one_line(tmp_path):
+    write_class_images(tmp_path / "images", {"a": 8, "b": 8})
+    result = study_cli("run", "--data", "images", "--weights", "none",
+                       "--storage", "postgresql://u:hunter2@127.0.0.1:1/db", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("study: error: cannot open storage 'postgresql://u:***@127.0.0.1:1/db'")
+    assert "hunter2" not in result.stderr + result.stdout
