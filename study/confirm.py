@@ -19,7 +19,7 @@ from study.model import check_weights
 from study.objective import Objective
 from study.runner import format_trial_line
 from study.search_space import parse_space
-from study.storage import StorageLocation, best_model_paths, open_storage
+from study.storage import StorageLocation, best_model_paths, claim_single_writer, load_study, open_storage
 
 CONFIRM_SEED_ATTR = "confirm_seed"
 CONFIRM_SEED_OFFSET = 10_000  # keeps confirmation seeds apart from the search's trial seeds
@@ -27,16 +27,6 @@ CONFIRM_SEED_OFFSET = 10_000  # keeps confirmation seeds apart from the search's
 
 def confirm_study_name(study_name: str) -> str:
     return f"{study_name}-confirm"
-
-
-def load_search_study(location: StorageLocation, study_name: str) -> optuna.Study:
-    """The search study, or a StorageError naming what exists."""
-    storage = open_storage(location)
-    try:
-        return optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
-        raise StorageError(f"no study '{study_name}' in '{location.display}' (studies: {names})") from None
 
 
 def configs_to_confirm(trials, top: int) -> list[optuna.trial.FrozenTrial]:
@@ -58,7 +48,9 @@ def train_config_from(attrs: dict) -> TrainConfig:
 
 def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds: int = 3) -> int:
     """Retrain the chosen configurations `seeds` times each; returns the exit code."""
-    search = load_search_study(location, study_name)
+    claim_single_writer(location)
+    storage = open_storage(location)
+    search = load_study(location, study_name, storage)
     attrs = search.user_attrs
     if "train" not in attrs:
         raise StorageError(f"study '{study_name}' was not made by `python -m study run`")
@@ -77,7 +69,7 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = confirm_study_name(study_name)
-    confirm = optuna.create_study(storage=open_storage(location), study_name=name, direction="maximize",
+    confirm = optuna.create_study(storage=storage, study_name=name, direction="maximize",
                                   load_if_exists=True, pruner=optuna.pruners.NopPruner())
     done = {(t.user_attrs.get(CONFIRM_ATTR), t.user_attrs.get(CONFIRM_SEED_ATTR))
             for t in confirm.get_trials(deepcopy=False) if t.state != TrialState.FAIL}

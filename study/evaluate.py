@@ -10,7 +10,7 @@ import numpy as np
 
 from study.data import decode_folder, make_dataset
 from study.errors import DataError, StorageError
-from study.storage import StorageLocation, best_model_paths, open_storage
+from study.storage import StorageLocation, best_model_paths, load_study
 
 
 @dataclass
@@ -30,12 +30,7 @@ def load_best_metadata(location: StorageLocation, study_name: str) -> tuple[Path
     """The best model's path and metadata; StorageError when the study has none."""
     import optuna
 
-    storage = open_storage(location)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
-        raise StorageError(f"no study '{study_name}' in '{location.display}' (studies: {names})") from None
+    study = load_study(location, study_name)
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         raise StorageError(f"study '{study_name}' has no completed trial yet: run it first")
     model_path, meta_path = best_model_paths(location, study_name)

@@ -20,9 +20,9 @@ from study import plots
 from study.analysis import (SEED_ATTR, best_of_seven, claim_effects, confirmed_configs, edge_warnings,
                             lead_over, param_value, pruning_savings, runs_of, seven_rows, state_counts,
                             top_trials, ORIGINAL_CLAIMS)
-from study.confirm import confirm_study_name, load_search_study
+from study.confirm import confirm_study_name
 from study.search_space import parse_space
-from study.storage import StorageLocation, mask_password, study_file_stem
+from study.storage import StorageLocation, load_study, mask_password, open_storage, study_file_stem
 
 TOP_K = 5
 LONG_ATTRS = ("history", "epoch_seconds")  # per-epoch lists: in the figures, not the CSV
@@ -56,7 +56,8 @@ def params_text(trial) -> str:
 
 def write_report(location: StorageLocation, study_name: str, out_dir: Path) -> Path:
     """Extract, draw and write the report of one study; returns the README path."""
-    study = load_search_study(location, study_name)
+    storage = open_storage(location)
+    study = load_study(location, study_name, storage)
     trials = study.get_trials(deepcopy=False)
     attrs = study.user_attrs
     folder = out_dir / study_file_stem(study_name)
@@ -68,7 +69,7 @@ def write_report(location: StorageLocation, study_name: str, out_dir: Path) -> P
     confirm_trials = []
     try:
         confirm_trials = optuna.load_study(study_name=confirm_study_name(study_name),
-                                           storage=location.url).get_trials(deepcopy=False)
+                                           storage=storage).get_trials(deepcopy=False)
     except KeyError:
         pass
 

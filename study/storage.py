@@ -114,6 +114,21 @@ def open_storage(location: StorageLocation, heartbeat_seconds: int | None = None
         raise StorageError(f"cannot open storage '{location.display}': {short_reason(error)}") from None
 
 
+def load_study(location: StorageLocation, study_name: str, storage=None):
+    """An existing study, or a StorageError listing the studies the storage holds.
+
+    `storage` is an already opened storage of `location`, to share one connection pool.
+    """
+    import optuna
+
+    storage = storage or open_storage(location)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
+        raise StorageError(f"no study '{study_name}' in '{location.display}' (studies: {names})") from None
+
+
 def short_reason(error: BaseException) -> str:
     """The first informative line of a (database driver) error, password masked."""
     original = getattr(error, "orig", None) or error

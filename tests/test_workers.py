@@ -196,3 +196,15 @@ def test_an_unreachable_server_is_one_line(tmp_path):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("study: error: cannot open storage 'postgresql://u:***@127.0.0.1:1/db'")
     assert "hunter2" not in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_journal_storage_runs_and_reports(tmp_path):
+    write_class_images(tmp_path / "images", {"a": 8, "b": 8})
+    storage = f"journal:///{tmp_path}/studies.log"
+    run = study_cli("run", "--data", "images", "--storage", storage, "--n-trials", "1", *TINY_RUN, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert (tmp_path / "images.best.keras").is_file()
+    report = study_cli("report", "--study-name", "images", "--storage", storage, "--out", "reports", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-1500:]
+    assert "1 complete, 0 pruned, 0 failed" in (tmp_path / "reports" / "images" / "README.md").read_text()
