@@ -8,7 +8,8 @@ Examples:
     python -m study evaluate --data other-photos/ --study-name food --json
     python -m study confirm --study-name food --top 3 --seeds 3
     python -m study report --study-name food
-    optuna-dashboard sqlite:///study.db
+    python -m study dashboard --port 8080
+    python -m study export --study-name food --format csv --out food.csv
 
 Bad input ends with one line `study: error: ...` and exit code 2; no traceback.
 """
@@ -105,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--top", type=positive_int, default=3, help="how many searched configurations (3)")
     confirm.add_argument("--seeds", type=positive_int, default=3, help="runs per configuration (3)")
 
+    dashboard = commands.add_parser("dashboard", help="optuna-dashboard on the storage, with trial artifacts")
+    dashboard.add_argument("--storage")
+    dashboard.add_argument("--host", default="127.0.0.1", help="loopback unless asked (no login!)")
+    dashboard.add_argument("--port", type=positive_int, default=8080)
+
+    export = commands.add_parser("export", help="all trials with params, states, values and attrs")
+    export.add_argument("--study-name", required=True)
+    export.add_argument("--storage")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+
     commands.add_parser("demo", help="a short study on generated images (no data, GPU or network needed)")
     return parser
 
@@ -165,6 +177,25 @@ def confirm_command(args: argparse.Namespace) -> int:
     return run_confirm(resolve_storage(args.storage), args.study_name, args.top, args.seeds)
 
 
+def dashboard_command(args: argparse.Namespace) -> int:
+    from study.dashboard import serve_dashboard
+    from study.storage import resolve_storage
+
+    return serve_dashboard(resolve_storage(args.storage), args.host, args.port)
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from study.export import export_study
+    from study.storage import resolve_storage
+
+    text = export_study(resolve_storage(args.storage), args.study_name, args.format)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def demo_command(args: argparse.Namespace) -> int:
     from study.demo import run_demo
 
@@ -172,7 +203,8 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": run_command, "evaluate": evaluate_command, "report": report_command,
-            "confirm": confirm_command, "demo": demo_command}
+            "confirm": confirm_command, "dashboard": dashboard_command, "export": export_command,
+            "demo": demo_command}
 
 
 def command_line() -> str:

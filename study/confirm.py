@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from study.analysis import CONFIRM_ATTR, SEED_ATTR, best_of_seven, seven_rows, top_trials
+from study.artifacts import artifact_store
 from study.config import AugmentConfig, SplitConfig, TrainConfig
 from study.data import load_splits
 from study.errors import StorageError
@@ -87,7 +88,8 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
           f"{missing} run(s) to do", flush=True)
     if missing:
         model_path, meta_path = best_model_paths(location, name)
-        objective = Objective(space, data, train, resolved_weights, model_path, meta_path)
+        objective = Objective(space, data, train, resolved_weights, model_path, meta_path,
+                              artifact_store=artifact_store(location))
         confirm.optimize(objective, n_trials=missing, catch=(Exception,), gc_after_trial=True,
                          callbacks=[lambda s, t: print(format_trial_line(s, t), flush=True)])
     return 0

@@ -32,7 +32,7 @@ class Objective:
 
     def __init__(self, space: SearchSpace, data: DataSplits, train: TrainConfig,
                  resolved_weights: str | None, model_path: Path, meta_path: Path,
-                 verbose: bool = False):
+                 verbose: bool = False, artifact_store=None):
         self.space = space
         self.data = data
         self.train = train
@@ -40,6 +40,7 @@ class Objective:
         self.model_path = model_path
         self.meta_path = meta_path
         self.verbose = verbose
+        self.artifact_store = artifact_store  # None: no dashboard artifacts or notes
 
     def __call__(self, trial: optuna.Trial) -> float:
         import keras
@@ -81,6 +82,7 @@ class Objective:
             _, test_accuracy = model.evaluate(test_data, verbose=0)
         except optuna.TrialPruned:
             self._record_epochs(trial, log)
+            self._record_artifacts(trial, params, "PRUNED", log.history, None, None)
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted")
@@ -96,6 +98,7 @@ class Objective:
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("test_accuracy", float(test_accuracy))
         trial.set_user_attr("train_seconds", result.train_seconds)
+        self._record_artifacts(trial, params, "COMPLETE", result.history, result.best_epoch, float(test_accuracy))
         if self._is_new_best(trial, result.best_val_accuracy):
             self._save_best(model, trial, result.best_val_accuracy, float(test_accuracy), params)
         del model
@@ -107,6 +110,19 @@ class Objective:
         trial.set_user_attr("epoch_seconds", log.epoch_seconds)
         trial.set_user_attr("epochs_run", len(log.epoch_seconds))
         trial.set_user_attr("train_seconds", sum(log.epoch_seconds))
+
+    def _record_artifacts(self, trial, params, state, history, best_epoch, test_accuracy) -> None:
+        """The dashboard's learning curve and note; a failure here is reported, not fatal."""
+        if self.artifact_store is None:
+            return
+        from study.artifacts import record_trial
+
+        label = trial.user_attrs.get(SEED_ATTR, f"trial {trial.number}")
+        try:
+            record_trial(self.artifact_store, trial, params, state, history, best_epoch, test_accuracy, label)
+        except Exception as error:
+            print(f"warning: trial {trial.number}: artifacts not saved ({type(error).__name__}: {error})",
+                  file=sys.stderr, flush=True)
 
     @staticmethod
     def _is_new_best(trial: optuna.Trial, value: float) -> bool:
@@ -131,6 +147,10 @@ class Objective:
         tmp_meta = self.meta_path.with_name(self.meta_path.name + ".tmp")
         tmp_meta.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
         os.replace(tmp_meta, self.meta_path)
+        if self.artifact_store is not None:
+            from study.artifacts import upload_model
+
+            trial.set_user_attr("model_artifact_id", upload_model(self.artifact_store, trial, self.model_path))
 
 
 def peak_rss_mb() -> float:

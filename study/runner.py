@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from study import __version__
+from study.artifacts import artifact_store
 from study.config import RunConfig
 from study.data import load_splits
 from study.errors import StorageError, StudyError
@@ -228,7 +229,8 @@ def run_study(config: RunConfig) -> int:
         print(f"running {remaining} trial(s) of {total} ({finished} finished before), "
               f"{train.epochs} epochs each, mode {train.mode}", flush=True)
         model_path, meta_path = best_model_paths(location, study_name)
-        objective = Objective(space, data, train, resolved_weights, model_path, meta_path, config.verbose)
+        objective = Objective(space, data, train, resolved_weights, model_path, meta_path, config.verbose,
+                              artifact_store=artifact_store(location))
         study.optimize(
             objective, n_trials=remaining, timeout=config.timeout, catch=(Exception,), gc_after_trial=True,
             callbacks=[
@@ -257,4 +259,4 @@ def print_summary(study: optuna.Study, location, study_name: str) -> None:
     print(f"best: trial {best.number}, validation accuracy {best.value:.4f}, "
           f"test accuracy {best.user_attrs.get('test_accuracy', float('nan')):.4f}, params {best.params}")
     print(f"best model: {model_path}")
-    print(f"inspect: optuna-dashboard '{location.display}'")
+    print(f"inspect: python -m study dashboard --storage '{location.display}'")
