@@ -84,6 +84,14 @@ class ConfirmedConfig(NamedTuple):
     test_interval: Interval | None
 
 
+class BestCurve(NamedTuple):
+    """Best value so far after each finished trial, against trials run and wall time."""
+
+    trials_run: list[int]
+    elapsed_seconds: list[float]  # from the first trial's start to this trial's end
+    best: list[float | None]
+
+
 class Lead(NamedTuple):
     winner: str
     reference: str
@@ -305,3 +313,27 @@ def runs_of(confirm_trials: Sequence[FrozenTrial], trial_number: int) -> list[fl
     """Validation accuracies of the completed confirmation runs of one search trial."""
     return [t.value for t in confirm_trials if t.state == TrialState.COMPLETE
             and t.user_attrs.get(CONFIRM_ATTR) == trial_number]
+
+
+def best_so_far(trials: Sequence[FrozenTrial]) -> BestCurve:
+    """The best-so-far curve of a study, in order of completion (trials without times are left out)."""
+    ended = sorted((t for t in trials if t.datetime_start and t.datetime_complete
+                    and t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)),
+                   key=lambda t: t.datetime_complete)
+    if not ended:
+        return BestCurve([], [], [])
+    origin = min(t.datetime_start for t in ended)
+    best, curve = None, BestCurve([], [], [])
+    for index, trial in enumerate(ended, start=1):
+        if trial.state == TrialState.COMPLETE and (best is None or trial.value > best):
+            best = trial.value
+        curve.trials_run.append(index)
+        curve.elapsed_seconds.append((trial.datetime_complete - origin).total_seconds())
+        curve.best.append(best)
+    return curve
+
+
+def best_within(curve: BestCurve, seconds: float) -> float | None:
+    """The best value a study had reached `seconds` after it started."""
+    reached = [b for t, b in zip(curve.elapsed_seconds, curve.best) if t <= seconds and b is not None]
+    return reached[-1] if reached else None

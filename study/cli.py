@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-augment", action="store_true", help="train on the images as they are")
     run.add_argument("--augment-strength", type=float, default=1.0,
                      help="multiplies the default rotation (+-18 deg) and zoom (+-10%%)")
+    run.add_argument("--engine", choices=("optuna", "keras-tuner"), default="optuna",
+                     help="keras-tuner: search the same space with Keras Tuner into study NAME-keras-tuner")
+    run.add_argument("--kt-tuner", choices=("hyperband", "bayesian", "random"), default="hyperband")
     run.add_argument("--precision", choices=("float32", "mixed"), default="float32",
                      help="mixed: float16 compute on a GPU")
     run.add_argument("--gpus", help="one worker per listed GPU, e.g. 0,1 (needs PostgreSQL or journal storage)")
@@ -105,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--storage")
     confirm.add_argument("--top", type=positive_int, default=3, help="how many searched configurations (3)")
     confirm.add_argument("--seeds", type=positive_int, default=3, help="runs per configuration (3)")
+
+    compare = commands.add_parser("compare", help="best accuracy vs trials and wall time for two studies")
+    compare.add_argument("studies", nargs=2, metavar="STUDY")
+    compare.add_argument("--storage")
+    compare.add_argument("--out", type=Path, default=Path("reports"), help="folder for the figure (reports)")
 
     dashboard = commands.add_parser("dashboard", help="optuna-dashboard on the storage, with trial artifacts")
     dashboard.add_argument("--storage")
@@ -143,6 +151,10 @@ def run_command(args: argparse.Namespace) -> int:
         heartbeat_seconds=args.heartbeat_interval,
         command_line=command_line(),
     )
+    if args.engine == "keras-tuner":
+        from study.keras_tuner_engine import run_keras_tuner
+
+        return run_keras_tuner(config, args.kt_tuner)
     return run_study(config)
 
 
@@ -177,6 +189,21 @@ def confirm_command(args: argparse.Namespace) -> int:
     return run_confirm(resolve_storage(args.storage), args.study_name, args.top, args.seeds)
 
 
+def compare_command(args: argparse.Namespace) -> int:
+    from study.compare import compare_studies
+    from study.storage import resolve_storage
+
+    figure, rows = compare_studies(resolve_storage(args.storage), args.studies, args.out)
+    print("| study | trials | wall time (s) | best | best within the shorter wall time |")
+    print("| :-- | --: | --: | --: | --: |")
+    for label, trials, wall, best, within in rows:
+        best_text = f"{best:.4f}" if best is not None else "-"
+        within_text = f"{within:.4f}" if within is not None else "-"
+        print(f"| {label} | {trials} | {wall:.0f} | {best_text} | {within_text} |")
+    print(f"figure: {figure}")
+    return 0
+
+
 def dashboard_command(args: argparse.Namespace) -> int:
     from study.dashboard import serve_dashboard
     from study.storage import resolve_storage
@@ -203,7 +230,7 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": run_command, "evaluate": evaluate_command, "report": report_command,
-            "confirm": confirm_command, "dashboard": dashboard_command, "export": export_command,
+            "confirm": confirm_command, "compare": compare_command, "dashboard": dashboard_command, "export": export_command,
             "demo": demo_command}
 
 

@@ -147,3 +147,20 @@ def axis_plot(trials: Sequence[FrozenTrial], parameter: str, log: bool, path: Pa
     axis.set_ylabel("validation accuracy")
     axis.legend(fontsize=7)
     return _save(figure, path)
+
+
+def engine_comparison(curves: dict, path: Path) -> Path:
+    """Best validation accuracy so far against trials run and against wall time, one line per study."""
+    figure, (by_trials, by_time) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, curve in curves.items():
+        by_trials.step(curve.trials_run, [b if b is not None else float("nan") for b in curve.best],
+                       where="post", label=label)
+        by_time.step([s / 60 for s in curve.elapsed_seconds],
+                     [b if b is not None else float("nan") for b in curve.best], where="post", label=label)
+    by_trials.set_xlabel("trials run")
+    by_time.set_xlabel("wall time (minutes)")
+    for axis in (by_trials, by_time):
+        axis.set_ylabel("best validation accuracy")
+        axis.legend(fontsize=8)
+    figure.suptitle("Best so far, per engine", fontsize=10)
+    return _save(figure, path)

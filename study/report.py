@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from study import plots
-from study.analysis import (SEED_ATTR, best_of_seven, claim_effects, confirmed_configs, edge_warnings,
+from study.analysis import (SEED_ATTR, best_of_seven, best_so_far, claim_effects, confirmed_configs, edge_warnings,
                             lead_over, param_value, pruning_savings, runs_of, seven_rows, state_counts,
                             top_trials, ORIGINAL_CLAIMS)
 from study.confirm import confirm_study_name
@@ -85,6 +85,7 @@ def write_report(location: StorageLocation, study_name: str, out_dir: Path) -> P
     lines += figures_section(study, trials, space, figures, folder)
     lines += reflection_section(trials, space)
     lines += confirmation_section(trials, confirm_trials, study_name)
+    lines += engines_section(study_name, storage, location, figures, folder)
     lines += provenance_section(attrs, location, space)
     readme = folder / "README.md"
     readme.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -265,6 +266,25 @@ def confirmation_section(trials, confirm_trials, study_name) -> list[str]:
                      f"{100 * lead.ci_high:+.2f}] (Welch): the lead is **{verdict}**.")
         lines.append("")
     return lines
+
+
+def engines_section(study_name, storage, location, figures: Path, folder: Path) -> list[str]:
+    """Optuna against Keras Tuner, when `run --engine keras-tuner` imported a study beside this one."""
+    from study.compare import comparison_rows
+    from study.keras_tuner_engine import KT_SUFFIX
+
+    try:
+        tuner_trials = optuna.load_study(study_name=study_name + KT_SUFFIX, storage=storage).get_trials(deepcopy=False)
+    except KeyError:
+        return []
+    own = optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False)
+    curves = {"Optuna": best_so_far(own), "Keras Tuner": best_so_far(tuner_trials)}
+    path = plots.engine_comparison(curves, figures / "engines.png")
+    lines = ["## Optuna against Keras Tuner", "", "| Engine | Trials | Wall time | Best | Best within the shorter "
+             "wall time |", "| :-- | --: | --: | --: | --: |"]
+    for label, trials, wall, best, within in comparison_rows(curves):
+        lines.append(f"| {label} | {trials} | {seconds_text(wall)} | {pct(best)} | {pct(within)} |")
+    return lines + ["", f"![best so far per engine]({path.relative_to(folder).as_posix()})", ""]
 
 
 def provenance_section(attrs, location, space) -> list[str]:

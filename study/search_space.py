@@ -326,6 +326,17 @@ def suggest(trial, space: SearchSpace) -> dict[str, Any]:
     return params
 
 
+def distribution(spec: ParameterSpec):
+    """The Optuna distribution `suggest` uses for a varied parameter (to import foreign trials)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if spec.kind == "categorical":
+        return CategoricalDistribution(list(spec.choices))
+    if spec.kind == "int":
+        return IntDistribution(int(spec.low), int(spec.high), log=spec.log, step=int(spec.step or 1))
+    return FloatDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+
+
 def seed_trial_params(space: SearchSpace, seed: SeedConfig) -> dict[str, Any]:
     """The parameters to enqueue for a seed: its values of the varied hyperparameters."""
     return {spec.name: seed.params[spec.name] for spec in space.varied()}

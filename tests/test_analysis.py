@@ -10,7 +10,7 @@ import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from study.analysis import (CONFIRM_ATTR, SEED_ATTR, best_of_seven, claim_effects, confidence_interval,
+from study.analysis import (CONFIRM_ATTR, SEED_ATTR, best_of_seven, best_so_far, best_within, claim_effects, confidence_interval,
                             confirmed_configs, edge_warnings, lead_over, pruning_savings, runs_of,
                             seven_rows, state_counts, top_trials)
 from study.search_space import load_space
@@ -167,3 +167,30 @@ def test_confirmation_groups_runs_and_judges_the_lead():
     assert lead.difference == pytest.approx(0.20) and lead.beyond_noise
     close = lead_over(configs[0], configs[1], [0.60, 0.70, 0.50], [0.59, 0.69, 0.49])
     assert not close.beyond_noise and close.ci_low < 0 < close.ci_high
+
+
+def timed(value, start_s, end_s, state=TrialState.COMPLETE):
+    from datetime import datetime, timedelta
+
+    frozen = trial(value, state=state)
+    origin = datetime(2026, 1, 1)
+    frozen.datetime_start, frozen.datetime_complete = origin + timedelta(seconds=start_s), origin + timedelta(seconds=end_s)
+    return frozen
+
+
+def test_best_so_far_follows_completion_order_and_wall_time():
+    curve = best_so_far([timed(0.5, 0, 10), timed(None, 10, 15, TrialState.PRUNED), timed(0.7, 15, 40),
+                         timed(0.6, 40, 50)])
+    assert curve.trials_run == [1, 2, 3, 4]
+    assert curve.elapsed_seconds == [10, 15, 40, 50]
+    assert curve.best == [0.5, 0.5, 0.7, 0.7]
+    assert best_within(curve, 39) == 0.5 and best_within(curve, 5) is None
+
+
+def test_engine_rows_compare_at_the_shorter_wall_time():
+    from study.compare import comparison_rows
+
+    fast = best_so_far([timed(0.4, 0, 10), timed(0.8, 10, 100)])
+    slow = best_so_far([timed(0.6, 0, 50), timed(0.9, 50, 300)])
+    rows = comparison_rows({"a": fast, "b": slow})
+    assert rows == [("a", 2, 100.0, 0.8, 0.8), ("b", 2, 300.0, 0.9, 0.6)]

@@ -1,0 +1,172 @@
+"""`run --engine keras-tuner`: the same space, data, model and epoch budget searched by Keras Tuner.
+
+Keras Tuner (Hyperband by default, or Bayesian optimisation or random search) samples the
+space file's hyperparameters into the same `build_model`, trains on the same decoded data,
+and keeps its project folder beside the storage. Its trials are then imported into the same
+storage as the Optuna study `<name>-keras-tuner` (replaced on every import), with their
+start and end times, so the dashboard, `compare` and the report show both engines.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from study.config import RunConfig
+from study.data import load_splits, make_dataset
+from study.errors import StudyError
+from study.model import build_model, check_weights
+from study.search_space import SearchSpace, distribution, load_space
+from study.storage import check_writable, claim_single_writer, open_storage, resolve_storage, study_file_stem
+
+TUNERS = ("hyperband", "bayesian", "random")
+KT_SUFFIX = "-keras-tuner"
+KT_STATES = {"COMPLETED": TrialState.COMPLETE, "INVALID": TrialState.FAIL, "FAILED": TrialState.FAIL,
+             "STOPPED": TrialState.PRUNED, "RUNNING": TrialState.FAIL, "IDLE": TrialState.FAIL}
+
+
+def sample_keras_tuner(hp, space: SearchSpace) -> dict:
+    """The space's hyperparameters as Keras Tuner `hp` calls; returns plain values."""
+    params = {}
+    for spec in space.parameters:
+        if spec.kind == "fixed":
+            params[spec.name] = spec.value
+        elif spec.kind == "categorical":
+            params[spec.name] = hp.Choice(spec.name, list(spec.choices))
+        elif spec.kind == "int":
+            params[spec.name] = hp.Int(spec.name, int(spec.low), int(spec.high), step=int(spec.step) if spec.step else None,
+                                       sampling="log" if spec.log else "linear")
+        else:
+            params[spec.name] = hp.Float(spec.name, spec.low, spec.high, step=spec.step,
+                                         sampling="log" if spec.log else "linear")
+    return params
+
+
+def make_hypermodel(space: SearchSpace, n_classes: int, config: RunConfig, weights: str | None, timings: dict,
+                    deadline: float | None):
+    """A Keras Tuner HyperModel over `build_model` that times each fit (Keras Tuner does not)."""
+    import keras
+    import keras_tuner as kt
+
+    train = config.train
+
+    class SpaceHyperModel(kt.HyperModel):
+        def build(self, hp):
+            keras.backend.clear_session()
+            params = sample_keras_tuner(hp, space)
+            return build_model(n_classes=n_classes, image_size=train.image_size, alpha=train.alpha,
+                               weights=weights, mode=train.mode, precision=train.precision, **params)
+
+        def fit(self, hp, model, *args, **kwargs):
+            if deadline is not None and time.time() > deadline:
+                raise kt.errors.FatalError("timeout reached")
+            started = datetime.now()
+            history = model.fit(*args, **kwargs)
+            timings[json.dumps(hp.values, sort_keys=True)] = (started, datetime.now())
+            return history
+
+    return SpaceHyperModel()
+
+
+def make_tuner(kind: str, hypermodel, config: RunConfig, n_trials: int, directory: Path, project: str):
+    import keras_tuner as kt
+
+    common = dict(objective=kt.Objective("val_accuracy", direction="max"), seed=config.train.seed,
+                  directory=str(directory), project_name=project, overwrite=False)
+    if kind == "hyperband":
+        tuner = kt.Hyperband(hypermodel, max_epochs=config.train.epochs, factor=3, **common)
+        tuner.oracle.max_trials = n_trials  # Hyperband alone would run as many trials as its brackets hold
+        return tuner
+    if kind == "bayesian":
+        return kt.BayesianOptimization(hypermodel, max_trials=n_trials, **common)
+    return kt.RandomSearch(hypermodel, max_trials=n_trials, **common)
+
+
+def import_trials(study: optuna.Study, space: SearchSpace, tuner, timings: dict) -> int:
+    """Copy Keras Tuner's trials into an Optuna study; returns how many were copied."""
+    distributions = {spec.name: distribution(spec) for spec in space.varied()}
+    count = 0
+    def creation_order(item):
+        return (0, int(item[0]), "") if item[0].isdigit() else (1, 0, item[0])
+
+    for trial_id, kt_trial in sorted(tuner.oracle.trials.items(), key=creation_order):
+        values = kt_trial.hyperparameters.values
+        params = {name: values[name] for name in distributions if name in values}
+        state = KT_STATES.get(str(kt_trial.status), TrialState.FAIL)
+        history = kt_trial.metrics.get_history("val_accuracy") if kt_trial.metrics.exists("val_accuracy") else []
+        if state == TrialState.COMPLETE and kt_trial.score is None:
+            state = TrialState.FAIL
+        user_attrs = {"keras_tuner_trial_id": trial_id,
+                      "history": {"val_accuracy": [float(o.value[0]) for o in history]}}
+        user_attrs.update({k: v for k, v in values.items() if k.startswith("tuner/")})
+        user_attrs.update({spec.name: spec.value for spec in space.parameters if spec.kind == "fixed"})
+        frozen = optuna.trial.create_trial(
+            state=state, value=float(kt_trial.score) if state == TrialState.COMPLETE else None,
+            params=params, distributions={k: distributions[k] for k in params}, user_attrs=user_attrs)
+        timing = timings.get(json.dumps(values, sort_keys=True))
+        if timing:
+            frozen.datetime_start, frozen.datetime_complete = timing
+            frozen.set_user_attr("train_seconds", (timing[1] - timing[0]).total_seconds())
+        study.add_trial(frozen)
+        count += 1
+    return count
+
+
+def run_keras_tuner(config: RunConfig, tuner_kind: str) -> int:
+    """Search the space with Keras Tuner and import its trials; returns the exit code."""
+    for package in ("keras_tuner", "tensorboard"):  # keras-tuner imports tensorboard inside every trial
+        if importlib.util.find_spec(package) is None:
+            raise StudyError(f"--engine keras-tuner needs the package '{package}': "
+                             "pip install keras-tuner tensorboard")
+    train = config.train
+    space = load_space(config.space)
+    location = resolve_storage(config.storage)
+    check_writable(location.files_dir)
+    base_name = config.study_name or config.data_dir.resolve().name
+    study_name = base_name + KT_SUFFIX
+    weights = check_weights(train.weights, train.alpha, train.image_size)
+    data = load_splits(config.data_dir, train.image_size, config.split, train.seed)
+    claim_single_writer(location)
+    storage = open_storage(location)
+    n_trials = config.n_trials or space.n_trials
+
+    timings: dict = {}
+    deadline = time.time() + config.timeout if config.timeout else None
+    hypermodel = make_hypermodel(space, len(data.class_names), config, weights, timings, deadline)
+    directory = location.files_dir / "keras-tuner"
+    tuner = make_tuner(tuner_kind, hypermodel, config, n_trials, directory, study_file_stem(base_name))
+    print(f"keras-tuner {tuner_kind}: up to {n_trials} trials, project {directory / study_file_stem(base_name)}",
+          flush=True)
+    batch = train.batch_size
+    try:
+        tuner.search(
+            make_dataset(data.x["train"], data.y["train"], batch, shuffle=True, augment=train.augment, seed=train.seed),
+            validation_data=make_dataset(data.x["val"], data.y["val"], batch),
+            epochs=train.epochs, verbose=2 if config.verbose else 0)
+    except Exception as error:  # Keras Tuner ends a search with FatalError (our timeout among them)
+        if "timeout reached" not in str(error):
+            print(f"warning: keras-tuner stopped: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
+                  flush=True)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        optuna.delete_study(study_name=study_name, storage=storage)  # re-import the whole project
+    except KeyError:
+        pass
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+    study.set_metric_names(["validation accuracy"])
+    study.set_user_attr("engine", f"keras-tuner {tuner_kind}")
+    study.set_user_attr("space_text", space.text)
+    study.set_user_attr("space_name", space.name)
+    count = import_trials(study, space, tuner, timings)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    best = max((t.value for t in done), default=float("nan"))
+    print(f"imported {count} keras-tuner trials into study '{study_name}' ({len(done)} complete, best {best:.4f})")
+    return 0
+
