@@ -20,6 +20,7 @@ import argparse
 import os
 import shlex
 import signal
+import warnings
 import sys
 from pathlib import Path
 
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-augment", action="store_true", help="train on the images as they are")
     run.add_argument("--augment-strength", type=float, default=1.0,
                      help="multiplies the default rotation (+-18 deg) and zoom (+-10%%)")
+    run.add_argument("--cached-augment-copies", type=int, default=0, metavar="N",
+                     help="cached modes: augmented copies of the training set, computed once (0)")
+    run.add_argument("--stage2-top", type=positive_int, default=RunConfig.stage2_top, metavar="K")
+    run.add_argument("--unfreeze-blocks", type=int, default=RunConfig.unfreeze_blocks, metavar="N",
+                     help="two-stage: top MobileNet blocks fine-tuned in stage 2 (13 = the whole base)")
+    run.add_argument("--stage2-lr-factor", type=float, default=RunConfig.stage2_lr_factor)
     run.add_argument("--engine", choices=("optuna", "keras-tuner"), default="optuna",
                      help="keras-tuner: search the same space with Keras Tuner into study NAME-keras-tuner")
     run.add_argument("--kt-tuner", choices=("hyperband", "bayesian", "random"), default="hyperband")
@@ -138,17 +145,22 @@ def run_command(args: argparse.Namespace) -> int:
     if args.val_fraction + args.test_fraction >= 1:
         raise StudyError(f"--val-fraction {args.val_fraction} + --test-fraction {args.test_fraction} "
                          "leave no training images (expected a sum below 1)")
+    if not 0 <= args.unfreeze_blocks <= 13:
+        raise StudyError(f"--unfreeze-blocks: expected 0 to 13 (MobileNet has 13 blocks), got {args.unfreeze_blocks}")
+    if args.cached_augment_copies < 0:
+        raise StudyError(f"--cached-augment-copies: expected 0 or more, got {args.cached_augment_copies}")
     if args.augment_strength < 0:
         raise StudyError(f"--augment-strength: expected a non-negative number, got {args.augment_strength}")
     augment = AugmentConfig(enabled=not args.no_augment).scaled(args.augment_strength)
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
                         alpha=args.alpha, weights=args.weights, mode=args.mode, augment=augment, seed=args.seed,
-                        precision=args.precision)
+                        precision=args.precision, augment_copies=args.cached_augment_copies)
     config = RunConfig(
         data_dir=args.data, space=args.space, study_name=args.study_name, storage=args.storage,
         n_trials=args.n_trials, timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,
         split=SplitConfig(args.val_fraction, args.test_fraction), train=train, verbose=args.verbose,
-        heartbeat_seconds=args.heartbeat_interval,
+        heartbeat_seconds=args.heartbeat_interval, stage2_top=args.stage2_top,
+        unfreeze_blocks=args.unfreeze_blocks, stage2_lr_factor=args.stage2_lr_factor,
         command_line=command_line(),
     )
     if args.engine == "keras-tuner":
@@ -258,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, run the sub-command, return its exit code."""
     quiet_tensorflow()
     interrupt_on_sigterm()
+    # Optuna marks set_metric_names and the artifact API experimental; they are what we mean to use.
+    warnings.filterwarnings("ignore", message=r".* is experimental \(supported from")
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

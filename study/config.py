@@ -37,9 +37,10 @@ class TrainConfig:
     image_size: int = 224  # MobileNet's native input, as in the original
     alpha: float = 1.0  # the original's full-width MobileNet
     weights: str = "imagenet"  # "imagenet", "none" or a path to a weights file
-    mode: str = "finetune"  # the original trained the base too; "frozen" trains the head only
+    mode: str = "finetune"  # the original trained the base too; "frozen", "cached", "two-stage" see README
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
+    augment_copies: int = 0  # cached modes: augmented passes over the training set, computed once
     precision: str = "float32"  # "mixed" (float16 compute) roughly doubles speed on recent GPUs
 
 
@@ -57,6 +58,9 @@ class RunConfig:
     pruner: str = "median"  # Optuna's default pruner; the seven are never pruned
     split: SplitConfig = field(default_factory=SplitConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    stage2_top: int = 3  # two-stage: how many of the best heads are fine-tuned
+    unfreeze_blocks: int = 13  # two-stage: top MobileNet blocks trained in stage 2 (13 = all)
+    stage2_lr_factor: float = 0.1  # two-stage: fine-tuning learning rate = the head's x this
     heartbeat_seconds: int = 60  # RDB storages: a dead worker's trial is retried after 2 intervals
     verbose: bool = False
     command_line: str = ""

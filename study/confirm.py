@@ -18,7 +18,7 @@ from study.data import load_splits
 from study.errors import StorageError
 from study.model import check_weights
 from study.objective import Objective
-from study.runner import format_trial_line
+from study.progress import format_trial_line
 from study.search_space import parse_space
 from study.storage import StorageLocation, best_model_paths, claim_single_writer, load_study, open_storage
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from study.errors import WeightsError
 
-MODES = ("finetune", "frozen")
+MODES = ("finetune", "frozen", "cached", "two-stage")
+MOBILENET_BLOCKS = 13  # depthwise-separable blocks conv_dw_1/conv_pw_1 .. conv_dw_13/conv_pw_13
 ALPHA_FILE_TAGS = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}  # as in Keras' file names
 KERAS_WEIGHT_ROWS = (128, 160, 192, 224)  # input sizes Keras publishes weights for
 WEIGHTS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
@@ -115,7 +116,7 @@ def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str |
 
     keras.mixed_precision.set_global_policy("mixed_float16" if precision == "mixed" else "float32")
     base = build_base(image_size, alpha, weights)
-    base.trainable = mode == "finetune"
+    base.trainable = mode == "finetune"  # "frozen" (and the cached modes) train the head only
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="to_minus1_1")(inputs)
     if weights is not None:
@@ -131,19 +132,69 @@ def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str |
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = 0.8
         x = base(x)
+    outputs = add_head(x, n_classes=n_classes, head_depth=head_depth, dense_units=dense_units, dropout=dropout)
+    model = keras.Model(inputs, outputs, name=f"mobilenet_F_{head_depth}xD{dense_units}")
+    return compile_adam(model, learning_rate)
+
+
+def add_head(x, *, n_classes: int, head_depth: int, dense_units: int, dropout: float):
+    """Flatten -> head_depth x (Dense + Dropout) -> softmax, applied to the tensor `x`."""
+    import keras
+
     x = keras.layers.Flatten(name="flatten")(x)
     for index in range(head_depth):
         x = keras.layers.Dense(dense_units, activation="relu", name=f"dense_{index + 1}")(x)
         x = keras.layers.Dropout(dropout, name=f"dropout_{index + 1}")(x)
     # The softmax stays in float32 under mixed precision, where float16 would lose small probabilities.
-    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="classes")(x)
-    model = keras.Model(inputs, outputs, name=f"mobilenet_F_{head_depth}xD{dense_units}")
+    return keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="classes")(x)
+
+
+def compile_adam(model, learning_rate: float):
+    import keras
+
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     return model
+
+
+def build_head(*, feature_shape: tuple[int, ...], n_classes: int, head_depth: int, dense_units: int,
+               dropout: float, learning_rate: float):
+    """The head alone, on cached base outputs of `feature_shape`, compiled with Adam."""
+    import keras
+
+    inputs = keras.Input(feature_shape, name="base_features")
+    outputs = add_head(inputs, n_classes=n_classes, head_depth=head_depth, dense_units=dense_units,
+                       dropout=dropout)
+    return compile_adam(keras.Model(inputs, outputs, name=f"head_{head_depth}xD{dense_units}"), learning_rate)
+
+
+def with_base(head, *, image_size: int, alpha: float, weights: str | None, learning_rate: float,
+              unfreeze_blocks: int = 0):
+    """A full image model: a fresh base (top `unfreeze_blocks` blocks trainable) under a trained head."""
+    import keras
+
+    base = build_base(image_size, alpha, weights)
+    set_trainable_blocks(base, unfreeze_blocks)
+    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="to_minus1_1")(inputs)
+    x = base(x, training=False)  # BatchNorm stays in inference mode (see build_model)
+    model = keras.Model(inputs, head(x), name=f"mobilenet_{head.name}")
+    return compile_adam(model, learning_rate)
+
+
+def set_trainable_blocks(base, blocks: int) -> None:
+    """Freeze the base except its top `blocks` depthwise-separable blocks (0: all frozen)."""
+    first = MOBILENET_BLOCKS - blocks + 1
+    base.trainable = blocks > 0
+    if blocks <= 0:
+        return
+    for layer in base.layers:
+        parts = layer.name.split("_")
+        number = next((int(p) for p in parts if p.isdigit()), None)
+        layer.trainable = number is not None and number >= first and "conv" in layer.name
 
 
 def count_params(model) -> tuple[int, int]:

@@ -22,7 +22,7 @@ import optuna
 from study.analysis import SEED_ATTR
 from study.config import TrainConfig
 from study.data import DataSplits, make_dataset
-from study.model import build_model, count_params
+from study.model import build_head, build_model, count_params, with_base
 from study.search_space import SearchSpace, suggest
 from study.training import EpochLog, fit_best_epoch
 
@@ -32,7 +32,7 @@ class Objective:
 
     def __init__(self, space: SearchSpace, data: DataSplits, train: TrainConfig,
                  resolved_weights: str | None, model_path: Path, meta_path: Path,
-                 verbose: bool = False, artifact_store=None):
+                 verbose: bool = False, artifact_store=None, features=None):
         self.space = space
         self.data = data
         self.train = train
@@ -41,6 +41,7 @@ class Objective:
         self.meta_path = meta_path
         self.verbose = verbose
         self.artifact_store = artifact_store  # None: no dashboard artifacts or notes
+        self.features = features  # a FeatureSet: train heads on cached base outputs
 
     def __call__(self, trial: optuna.Trial) -> float:
         import keras
@@ -52,13 +53,7 @@ class Objective:
         log = EpochLog()
         is_seed = SEED_ATTR in trial.user_attrs
         try:
-            model = build_model(
-                n_classes=len(self.data.class_names), image_size=self.train.image_size,
-                alpha=self.train.alpha, weights=self.resolved_weights, mode=self.train.mode,
-                precision=self.train.precision,
-                head_depth=params["head_depth"], dense_units=params["dense_units"],
-                dropout=params["dropout"], learning_rate=params["learning_rate"],
-            )
+            model = self._build(params)
             trainable, total = count_params(model)
             trial.set_user_attr("trainable_params", trainable)
             trial.set_user_attr("total_params", total)
@@ -69,16 +64,13 @@ class Objective:
             def on_epoch(epoch: int, epoch_log: EpochLog) -> None:
                 self._record_epochs(trial, epoch_log)
                 trial.report(epoch_log.history["val_accuracy"][-1], step=epoch)
-                if not is_seed and trial.should_prune():
+                # After the last epoch there is nothing left to save: the trial completes.
+                if not is_seed and epoch < self.train.epochs and trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
-            batch = self.train.batch_size
-            train_data = make_dataset(self.data.x["train"], self.data.y["train"], batch, shuffle=True,
-                                      augment=self.train.augment, seed=self.train.seed + trial.number)
-            val_data = make_dataset(self.data.x["val"], self.data.y["val"], batch)
+            train_data, val_data, test_data = self._datasets(trial.number)
             result = fit_best_epoch(model, train_data, val_data, self.train.epochs,
                                     on_epoch=on_epoch, log=log, verbose=2 if self.verbose else 0)
-            test_data = make_dataset(self.data.x["test"], self.data.y["test"], batch)
             _, test_accuracy = model.evaluate(test_data, verbose=0)
         except optuna.TrialPruned:
             self._record_epochs(trial, log)
@@ -103,6 +95,30 @@ class Objective:
             self._save_best(model, trial, result.best_val_accuracy, float(test_accuracy), params)
         del model
         return result.best_val_accuracy
+
+    def _build(self, params: dict):
+        """The model a trial trains: the whole network, or only the head on cached features."""
+        if self.features is not None:
+            return build_head(feature_shape=self.features.feature_shape, n_classes=len(self.data.class_names),
+                              head_depth=params["head_depth"], dense_units=params["dense_units"],
+                              dropout=params["dropout"], learning_rate=params["learning_rate"])
+        return build_model(
+            n_classes=len(self.data.class_names), image_size=self.train.image_size,
+            alpha=self.train.alpha, weights=self.resolved_weights, mode=self.train.mode,
+            precision=self.train.precision, head_depth=params["head_depth"],
+            dense_units=params["dense_units"], dropout=params["dropout"], learning_rate=params["learning_rate"],
+        )
+
+    def _datasets(self, number: int):
+        """Train / validation / test pipelines: cached features, or images (augmented for training)."""
+        batch, seed = self.train.batch_size, self.train.seed + number
+        if self.features is not None:
+            x, y = self.features.x, self.features.y
+            return (make_dataset(x["train"], y["train"], batch, shuffle=True, seed=seed),
+                    make_dataset(x["val"], y["val"], batch), make_dataset(x["test"], y["test"], batch))
+        x, y = self.data.x, self.data.y
+        return (make_dataset(x["train"], y["train"], batch, shuffle=True, augment=self.train.augment, seed=seed),
+                make_dataset(x["val"], y["val"], batch), make_dataset(x["test"], y["test"], batch))
 
     @staticmethod
     def _record_epochs(trial: optuna.Trial, log: EpochLog) -> None:
@@ -132,6 +148,9 @@ class Objective:
     def _save_best(self, model, trial: optuna.Trial, value: float, test_accuracy: float, params) -> None:
         """Write the model and its class names atomically, replacing the previous best."""
         tmp_model = self.model_path.with_name(self.model_path.stem + ".tmp.keras")
+        if self.features is not None:  # a head alone cannot classify images: put it on the base
+            model = with_base(model, image_size=self.train.image_size, alpha=self.train.alpha,
+                              weights=self.resolved_weights, learning_rate=params["learning_rate"])
         model.save(tmp_model)
         os.replace(tmp_model, self.model_path)
         meta = {

@@ -24,6 +24,7 @@ from study.data import load_splits
 from study.errors import StorageError, StudyError
 from study.model import check_weights
 from study.objective import SEED_ATTR, Objective
+from study.progress import format_trial_line
 from study.search_space import SearchSpace, load_space, seed_trial_params
 from study.storage import (best_model_paths, check_writable, claim_single_writer, exclusive_section,
                            open_storage, resolve_storage)
@@ -103,7 +104,7 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def check_resumable(study: optuna.Study, space: SearchSpace, data) -> None:
+def check_resumable(study: optuna.Study, space: SearchSpace, data, train) -> None:
     """Refuse to add trials to an existing study made with another space or data set."""
     attrs = study.user_attrs
     if "space_fingerprint" in attrs and attrs["space_fingerprint"] != space.fingerprint():
@@ -111,6 +112,12 @@ def check_resumable(study: optuna.Study, space: SearchSpace, data) -> None:
             f"study '{study.study_name}' exists with search space '{attrs.get('space_name')}' "
             f"that differs from '{space.path}'; use another --study-name"
         )
+    old = attrs.get("train", {})
+    new = asdict(train)
+    for key in ("mode", "alpha", "image_size", "weights"):
+        if key in old and old[key] != new[key]:
+            raise StorageError(f"study '{study.study_name}' was run with {key} {old[key]!r}, not {new[key]!r}; "
+                               "use another --study-name")
     if "data_fingerprint" in attrs and attrs["data_fingerprint"] != data.fingerprint:
         raise StorageError(
             f"study '{study.study_name}' was made on other data ('{attrs.get('data_dir')}'); "
@@ -156,29 +163,6 @@ class StopAtTotal:
             study.stop()
 
 
-def format_trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
-    """One progress line: number, state, value, params, seed name, time, best so far."""
-    attrs = trial.user_attrs
-    parts = [f"trial {trial.number:>3} {trial.state.name:<8}"]
-    if trial.state == TrialState.COMPLETE:
-        parts.append(f"val {trial.value:.4f} test {attrs.get('test_accuracy', float('nan')):.4f}")
-    elif trial.state == TrialState.PRUNED:
-        parts.append(f"after {attrs.get('epochs_run', '?')} epochs")
-    elif trial.state == TrialState.FAIL:
-        parts.append(f"({attrs.get('fail_reason', 'failed')})")
-    parts.append(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in trial.params.items()))
-    if SEED_ATTR in attrs:
-        parts.append(f"[{attrs[SEED_ATTR]}]")
-    if trial.datetime_start and trial.datetime_complete:
-        parts.append(f"{(trial.datetime_complete - trial.datetime_start).total_seconds():.1f} s")
-    try:
-        parts.append(f"| best {study.best_value:.4f} (#{study.best_trial.number})")
-    except ValueError:
-        pass
-    return "  ".join(parts)
-
-
 def run_study(config: RunConfig) -> int:
     """Run (or resume) the study described by `config`; returns the process exit code."""
     train = config.train
@@ -197,6 +181,10 @@ def run_study(config: RunConfig) -> int:
           + (f", {len(data.skipped)} unreadable skipped" if data.skipped else "")
           + f" (decoded in {time.perf_counter() - started:.1f} s)", flush=True)
 
+    features = None
+    if train.mode in ("cached", "two-stage"):
+        features = load_features(data, train, resolved_weights, location)
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
     claim_single_writer(location)
     storage = open_storage(location, heartbeat_seconds=config.heartbeat_seconds)
@@ -205,7 +193,7 @@ def run_study(config: RunConfig) -> int:
         storage=storage, study_name=study_name, direction="maximize", load_if_exists=True,
         sampler=make_sampler(config.sampler, train.seed), pruner=make_pruner(config.pruner, train.epochs),
     )
-    check_resumable(study, space, data)
+    check_resumable(study, space, data, train)
     if not study.user_attrs:
         for key, value in study_attrs(config, space, data).items():
             study.set_user_attr(key, value)
@@ -230,7 +218,7 @@ def run_study(config: RunConfig) -> int:
               f"{train.epochs} epochs each, mode {train.mode}", flush=True)
         model_path, meta_path = best_model_paths(location, study_name)
         objective = Objective(space, data, train, resolved_weights, model_path, meta_path, config.verbose,
-                              artifact_store=artifact_store(location))
+                              artifact_store=artifact_store(location), features=features)
         study.optimize(
             objective, n_trials=remaining, timeout=config.timeout, catch=(Exception,), gc_after_trial=True,
             callbacks=[
@@ -239,7 +227,37 @@ def run_study(config: RunConfig) -> int:
             ],
         )
     print_summary(study, location, study_name)
+    if train.mode == "two-stage":
+        from study.two_stage import STAGE2_SUFFIX, run_stage_two
+
+        model_path, meta_path = best_model_paths(location, study_name + STAGE2_SUFFIX)
+        arguments = dict(space=space, data=data, train=train, resolved_weights=resolved_weights,
+                         model_path=model_path, meta_path=meta_path, verbose=config.verbose,
+                         artifact_store=artifact_store(location), features=features)
+        stage2 = run_stage_two(study, storage, arguments, config.stage2_top, config.unfreeze_blocks,
+                               config.stage2_lr_factor)
+        print_summary(stage2, location, stage2.study_name)
     return 0
+
+
+def load_features(data, train, resolved_weights, location):
+    """The frozen base's outputs for every split, from the feature cache beside the storage."""
+    import keras
+
+    from study.features import CACHE_DIR_NAME, cached_features, weights_identity
+    from study.model import build_base
+
+    started = time.perf_counter()
+    base = build_base(train.image_size, train.alpha, resolved_weights)
+    features = cached_features(data, base, location.files_dir / CACHE_DIR_NAME,
+                               weights_identity(resolved_weights, train.seed), alpha=train.alpha,
+                               image_size=train.image_size, augment_copies=train.augment_copies,
+                               augment=train.augment, seed=train.seed)
+    keras.backend.clear_session()
+    how = "computed" if features.computed else "read"
+    print(f"features: {how} {features.folder} ({'x'.join(map(str, features.feature_shape))} per image, "
+          f"{len(features.y['train'])} training rows) in {time.perf_counter() - started:.1f} s", flush=True)
+    return features
 
 
 def print_summary(study: optuna.Study, location, study_name: str) -> None:
