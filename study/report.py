@@ -85,6 +85,7 @@ def write_report(location: StorageLocation, study_name: str, out_dir: Path) -> P
     lines += figures_section(study, trials, space, figures, folder)
     lines += reflection_section(trials, space)
     lines += confirmation_section(trials, confirm_trials, study_name)
+    lines += stage_two_section(study_name, storage)
     lines += engines_section(study_name, storage, location, figures, folder)
     lines += provenance_section(attrs, location, space)
     readme = folder / "README.md"
@@ -266,6 +267,27 @@ def confirmation_section(trials, confirm_trials, study_name) -> list[str]:
                      f"{100 * lead.ci_high:+.2f}] (Welch): the lead is **{verdict}**.")
         lines.append("")
     return lines
+
+
+def stage_two_section(study_name, storage) -> list[str]:
+    """The fine-tuned heads of `--mode two-stage`, apart from the cached search above."""
+    from study.two_stage import STAGE1_ATTR, STAGE2_SUFFIX
+
+    try:
+        trials = optuna.load_study(study_name=study_name + STAGE2_SUFFIX, storage=storage).get_trials(deepcopy=False)
+    except KeyError:
+        return []
+    lines = ["## Stage 2: the best heads fine-tuned", "",
+             "Stage 1 (everything above) searched heads on cached features of the frozen base. Stage 2 trained "
+             "the best of them again and fine-tuned them with the base unfrozen at a lower learning rate.", "",
+             "| Stage 1 trial | Parameters | Stage 1 validation | Head only (retrained) | Fine-tuned validation | "
+             "Fine-tuned test | Unfrozen blocks | State |", "| :-: | :-- | :-: | :-: | :-: | :-: | :-: | :-: |"]
+    for t in sorted(trials, key=lambda t: t.number):
+        a = t.user_attrs
+        lines.append(f"| {a.get(STAGE1_ATTR, '-')} | {params_text(t)} | {pct(a.get('stage1_value'))} | "
+                     f"{pct(a.get('head_only_val_accuracy'))} | {pct(t.value)} | {pct(a.get('test_accuracy'))} | "
+                     f"{a.get('unfreeze_blocks', '-')} | {t.state.name.lower()} |")
+    return lines + [""]
 
 
 def engines_section(study_name, storage, location, figures: Path, folder: Path) -> list[str]:

@@ -114,3 +114,6 @@ value = 0.0
                       "--batch-size", "8", "--no-augment", "--pruner", "hyperband", "--stage2-top", "2",
                       "--unfreeze-blocks", "1", cwd=tmp_path)
     assert "features: read" in again.stdout and "fine-tuning 0 head(s)" in again.stdout
+    report = study_cli("report", "--study-name", "images", "--out", "reports", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-1500:]
+    assert "## Stage 2: the best heads fine-tuned" in (tmp_path / "reports" / "images" / "README.md").read_text()
