@@ -35,6 +35,18 @@ def md(text) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![^\s`'\"(=])(/[^\s'\"`|)]+)")  # a path that starts a word
+
+
+def relative_paths(text: str) -> str:
+    """Absolute paths in `text` rewritten relative to the working folder, so a report committed
+    to a repository says `../data/photos`, not where one machine keeps it."""
+    import os
+
+    text = re.sub(r"\b(sqlite|journal):///(/[^\s'\"`|)]+)", lambda m: f"{m.group(1)}:///{os.path.relpath(m.group(2))}", text)
+    return _ABSOLUTE_PATH.sub(lambda m: os.path.relpath(m.group(1)), text)
+
+
 def pct(value: float | None, digits: int = 2) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.{digits}f}%"
 
@@ -89,7 +101,7 @@ def write_report(location: StorageLocation, study_name: str, out_dir: Path) -> P
     lines += engines_section(study_name, storage, location, figures, folder)
     lines += provenance_section(attrs, location, space)
     readme = folder / "README.md"
-    readme.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    readme.write_text(relative_paths("\n".join(lines)) + "\n", encoding="utf-8")
     write_trials_csv(study, folder / "trials.csv")
     return readme
 

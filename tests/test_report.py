@@ -47,6 +47,15 @@ def test_run_confirm_report_links_only_valid_pngs(tmp_path):
     assert len(lines) == 1 + 7 and "user_attrs_history" not in lines[0]
 
 
+def test_absolute_paths_become_relative_to_the_working_folder(monkeypatch, tmp_path):
+    from study.report import relative_paths
+
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    text = f"--data {tmp_path}/photos sqlite:///{tmp_path}/s.db ![x](figures/a.png) https://optuna.org/a"
+    assert relative_paths(text) == "--data ../photos sqlite:///../s.db ![x](figures/a.png) https://optuna.org/a"
+
+
 def test_a_study_with_only_failed_trials_says_so(tmp_path):
     location = resolve_storage("sqlite:///s.db", tmp_path)
     study = optuna.create_study(study_name="broken", storage=location.url)
