@@ -9,6 +9,7 @@ study's best so far, and return the best validation accuracy reached.
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import json
 import os
@@ -92,7 +93,12 @@ class Objective:
         trial.set_user_attr("train_seconds", result.train_seconds)
         self._record_artifacts(trial, params, "COMPLETE", result.history, result.best_epoch, float(test_accuracy))
         if self._is_new_best(trial, result.best_val_accuracy):
-            self._save_best(model, trial, result.best_val_accuracy, float(test_accuracy), params)
+            try:
+                self._save_best(model, trial, result.best_val_accuracy, float(test_accuracy), params)
+            except Exception as error:  # the trial's result stands even if its model cannot be written
+                reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                trial.set_user_attr("save_error", reason)
+                print(f"warning: trial {trial.number}: best model not saved ({reason})", file=sys.stderr, flush=True)
         del model
         return result.best_val_accuracy
 
@@ -146,26 +152,38 @@ class Objective:
         return all(value > t.value for t in completed if t.number != trial.number)
 
     def _save_best(self, model, trial: optuna.Trial, value: float, test_accuracy: float, params) -> None:
-        """Write the model and its class names atomically, replacing the previous best."""
-        tmp_model = self.model_path.with_name(self.model_path.stem + ".tmp.keras")
-        if self.features is not None:  # a head alone cannot classify images: put it on the base
-            model = with_base(model, image_size=self.train.image_size, alpha=self.train.alpha,
-                              weights=self.resolved_weights, learning_rate=params["learning_rate"])
-        model.save(tmp_model)
-        os.replace(tmp_model, self.model_path)
-        meta = {
-            "study_name": trial.study.study_name,
-            "trial_number": trial.number,
-            "validation_accuracy": value,
-            "test_accuracy": test_accuracy,
-            "params": params,
-            "class_names": self.data.class_names,
-            "image_size": self.train.image_size,
-            "train": {k: v for k, v in asdict(self.train).items() if k != "augment"},
-        }
-        tmp_meta = self.meta_path.with_name(self.meta_path.name + ".tmp")
-        tmp_meta.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
-        os.replace(tmp_meta, self.meta_path)
+        """Write the model and its class names atomically, replacing the previous best.
+
+        Workers sharing the folder save under a lock, and only over a worse model: another
+        worker may have saved a better one since this trial was found to be the best.
+        """
+        lock_path = self.model_path.with_name(self.model_path.name + ".lock")
+        with open(lock_path, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.meta_path.is_file():
+                saved = json.loads(self.meta_path.read_text(encoding="utf-8"))
+                if saved.get("study_name") == trial.study.study_name and saved.get("validation_accuracy", -1) >= value:
+                    return
+            unique = f"{os.getpid()}-{trial.number}"
+            tmp_model = self.model_path.with_name(f"{self.model_path.stem}.{unique}.tmp.keras")
+            if self.features is not None:  # a head alone cannot classify images: put it on the base
+                model = with_base(model, image_size=self.train.image_size, alpha=self.train.alpha,
+                                  weights=self.resolved_weights, learning_rate=params["learning_rate"])
+            model.save(tmp_model)
+            os.replace(tmp_model, self.model_path)
+            meta = {
+                "study_name": trial.study.study_name,
+                "trial_number": trial.number,
+                "validation_accuracy": value,
+                "test_accuracy": test_accuracy,
+                "params": params,
+                "class_names": self.data.class_names,
+                "image_size": self.train.image_size,
+                "train": {k: v for k, v in asdict(self.train).items() if k != "augment"},
+            }
+            tmp_meta = self.meta_path.with_name(f"{self.meta_path.name}.{unique}.tmp")
+            tmp_meta.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+            os.replace(tmp_meta, self.meta_path)
         if self.artifact_store is not None:
             from study.artifacts import upload_model
 
