@@ -17,6 +17,27 @@ SHARED_WEIGHTS = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
 SHARED_FOOD10 = SHARED / "data" / "food10"
 
 
+# A quick space for tests: small heads, no seeds.
+SMALL_SPACE = """
+[params.head_depth]
+role = "scientific"
+low = 1
+high = 2
+[params.dense_units]
+role = "scientific"
+low = 8
+high = 32
+[params.learning_rate]
+role = "scientific"
+low = 1e-4
+high = 1e-1
+log = true
+[params.dropout]
+role = "fixed"
+value = 0.5
+"""
+
+
 def write_class_images(folder: Path, per_class: dict[str, int], size: int = 40, seed: int = 0,
                        fmt: str = "PNG") -> Path:
     """Write `per_class[name]` images per class: each class a distinct mean colour plus noise."""

@@ -11,7 +11,7 @@ from study.config import AugmentConfig, SplitConfig
 from study.data import load_splits
 from study.features import cache_key, cached_features, weights_identity
 from study.model import build_base
-from tests.conftest import SHARED_WEIGHTS, write_class_images
+from tests.conftest import SHARED_WEIGHTS, SMALL_SPACE, write_class_images
 from tests.test_cli import study_cli
 
 KEY_ARGS = dict(data_fingerprint="abc", split_counts={"train": 10, "val": 2, "test": 2}, split_seed=0,
@@ -74,24 +74,7 @@ def test_augmented_copies_are_added_to_training_only(tiny_splits, tmp_path):
 @pytest.mark.skipif(not SHARED_WEIGHTS.is_file(), reason="shared MobileNet alpha 0.25 weights absent")
 def test_two_stage_records_both_stages_and_hyperband_prunes_in_cached_mode(tmp_path):
     write_class_images(tmp_path / "images", {"a": 12, "b": 12, "c": 12})
-    (tmp_path / "small.toml").write_text("""
-[params.head_depth]
-role = "scientific"
-low = 1
-high = 2
-[params.dense_units]
-role = "scientific"
-low = 8
-high = 32
-[params.learning_rate]
-role = "scientific"
-low = 1e-4
-high = 1e-1
-log = true
-[params.dropout]
-role = "fixed"
-value = 0.0
-""")
+    (tmp_path / "small.toml").write_text(SMALL_SPACE)
     result = study_cli("run", "--data", "images", "--space", "small.toml", "--mode", "two-stage", "--n-trials", "12",
                        "--weights", str(SHARED_WEIGHTS), "--alpha", "0.25", "--image-size", "32", "--epochs", "9",
                        "--batch-size", "8", "--no-augment", "--pruner", "hyperband", "--stage2-top", "2",

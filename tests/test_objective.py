@@ -14,24 +14,9 @@ from study.data import load_splits
 from study.objective import SEED_ATTR, Objective
 from study.runner import enqueue_seeds
 from study.search_space import load_space, parse_space
+from tests.conftest import SMALL_SPACE
 
-SPACE = parse_space("""
-[params.head_depth]
-role = "scientific"
-low = 1
-high = 2
-[params.dense_units]
-role = "scientific"
-low = 8
-high = 16
-[params.learning_rate]
-role = "scientific"
-low = 1e-4
-high = 1e-2
-log = true
-[params.dropout]
-role = "fixed"
-value = 0.5
+SPACE = parse_space(SMALL_SPACE + """
 [[seeds]]
 name = "published"
 head_depth = 1

@@ -17,28 +17,9 @@ from optuna.trial import TrialState
 from study.analysis import SEED_ATTR
 from study.errors import StudyError
 from study.workers import check_worker_setup, parse_gpus, without_gpus_option
-from tests.conftest import REPO, write_class_images
+from tests.conftest import REPO, SMALL_SPACE, write_class_images
 from tests.test_cli import TINY_RUN, study_cli
 
-SMALL_SPACE = """
-n_trials = 3
-[params.head_depth]
-role = "scientific"
-low = 1
-high = 2
-[params.dense_units]
-role = "scientific"
-low = 8
-high = 32
-[params.learning_rate]
-role = "scientific"
-low = 1e-4
-high = 1e-2
-log = true
-[params.dropout]
-role = "fixed"
-value = 0.0
-"""
 LONG_TRIALS = ["--weights", "none", "--alpha", "0.25", "--image-size", "32", "--batch-size", "8",
                "--no-augment", "--epochs", "150", "--heartbeat-interval", "1"]
 
@@ -108,7 +89,7 @@ def test_gpus_on_a_machine_without_them_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_sigint_ends_the_trial_as_interrupted_and_the_same_command_resumes(tmp_path):
     write_class_images(tmp_path / "images", {"a": 8, "b": 8})
-    (tmp_path / "small.toml").write_text(SMALL_SPACE)
+    (tmp_path / "small.toml").write_text("n_trials = 3\n" + SMALL_SPACE)
     command = ["run", "--data", "images", "--space", "small.toml", "--n-trials", "1", *LONG_TRIALS]
     worker = spawn(*command, cwd=tmp_path)
     storage = f"sqlite:///{tmp_path}/study.db"
@@ -150,7 +131,7 @@ def test_three_postgres_workers_share_the_total_and_run_the_seven_once(tmp_path,
 @pytest.mark.slow
 def test_a_killed_workers_trial_is_failed_and_rerun_by_another(tmp_path, postgres_url):
     write_class_images(tmp_path / "images", {"a": 8, "b": 8})
-    (tmp_path / "small.toml").write_text(SMALL_SPACE)
+    (tmp_path / "small.toml").write_text("n_trials = 3\n" + SMALL_SPACE)
     name = f"killed-{uuid.uuid4().hex[:8]}"
     args = ["run", "--data", "images", "--space", "small.toml", "--study-name", name,
             "--storage", postgres_url, "--n-trials", "3", *LONG_TRIALS]
