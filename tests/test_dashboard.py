@@ -73,10 +73,20 @@ def test_dashboard_lists_the_study_and_serves_a_trial_artifact(finished_study):
     assert server.returncode is not None
 
 
-def test_dashboard_on_another_host_warns():
-    from study.dashboard import LOOPBACK_HOSTS
+@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
+def test_dashboard_binds_where_asked_and_warns_off_loopback(tmp_path, monkeypatch, capsys, host, warned):
+    import optuna_dashboard
 
-    assert "127.0.0.1" in LOOPBACK_HOSTS and "0.0.0.0" not in LOOPBACK_HOSTS
+    from study.dashboard import serve_dashboard
+    from study.storage import resolve_storage
+
+    calls = []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kwargs: calls.append(kwargs))
+    assert serve_dashboard(resolve_storage("sqlite:///s.db", tmp_path), host=host, port=8123) == 0
+    (kwargs,) = calls
+    assert kwargs["host"] == host and kwargs["port"] == 8123
+    assert kwargs["artifact_store"] is not None and (tmp_path / "artifacts").is_dir()
+    assert ("no login" in capsys.readouterr().err) == warned
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import optuna
 import pytest
@@ -87,14 +88,15 @@ def test_gpus_on_a_machine_without_them_is_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigint_ends_the_trial_as_interrupted_and_the_same_command_resumes(tmp_path):
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_the_trial_as_interrupted_and_the_same_command_resumes(tmp_path, signal_number):
     write_class_images(tmp_path / "images", {"a": 8, "b": 8})
     (tmp_path / "small.toml").write_text("n_trials = 3\n" + SMALL_SPACE)
     command = ["run", "--data", "images", "--space", "small.toml", "--n-trials", "1", *LONG_TRIALS]
     worker = spawn(*command, cwd=tmp_path)
     storage = f"sqlite:///{tmp_path}/study.db"
     number = wait_for_running_trial(storage, "images", after_complete=0)
-    worker.send_signal(signal.SIGINT)
+    worker.send_signal(signal_number)
     _, stderr = worker.communicate(timeout=120)
     assert worker.returncode == 130
     assert stderr.strip().splitlines()[-1] == "study: interrupted; run the same command again to resume"
@@ -116,7 +118,13 @@ def test_three_postgres_workers_share_the_total_and_run_the_seven_once(tmp_path,
     workers = [spawn(*args, cwd=tmp_path) for _ in range(3)]
     outputs = [worker.communicate(timeout=600) for worker in workers]
     assert [w.returncode for w in workers] == [0, 0, 0], [err[-2000:] for _, err in outputs]
-    assert "s3cr" not in "".join(out + err for out, err in outputs)
+    password = urlsplit(postgres_url).password
+    assert password and password not in "".join(out + err for out, err in outputs)  # never echoed
+    report = study_cli("report", "--study-name", name, "--storage", postgres_url, "--out", "reports", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-1500:]
+    evaluated = study_cli("evaluate", "--data", "images", "--study-name", name, "--storage", postgres_url, "--json",
+                          cwd=tmp_path)
+    assert evaluated.returncode == 0 and '"n_images": 16' in evaluated.stdout
 
     trials = optuna.load_study(study_name=name, storage=postgres_url).trials
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
@@ -157,8 +165,6 @@ def test_a_killed_workers_trial_is_failed_and_rerun_by_another(tmp_path, postgre
 
 
 def test_wrong_postgres_credentials_are_one_line_without_the_password(tmp_path, postgres_url):
-    from urllib.parse import urlsplit
-
     parts = urlsplit(postgres_url)
     wrong = postgres_url.replace(f":{parts.password}@", ":not-the-s3cret@")
     write_class_images(tmp_path / "images", {"a": 8, "b": 8})
