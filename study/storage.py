@@ -11,7 +11,9 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import random
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +23,7 @@ from study.errors import StorageError
 DEFAULT_STORAGE = "sqlite:///study.db"  # embedded, needs no server; one worker at a time
 SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
 DEFAULT_HEARTBEAT_SECONDS = 60  # a dead worker's trial is failed and retried after ~2 minutes
+TABLE_CREATION_ATTEMPTS = 5
 EXPECTED_FORMS = "sqlite:///FILE.db, postgresql://USER:PASSWORD@HOST[:PORT]/DB or journal:///PATH/FILE.log"
 
 
@@ -108,10 +111,16 @@ def open_storage(location: StorageLocation, heartbeat_seconds: int | None = None
             "grace_period": 2 * heartbeat_seconds,
             "heartbeat_stale_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1),
         }
-    try:
-        return optuna.storages.RDBStorage(location.url, engine_kwargs=engine_kwargs, **heartbeat)
-    except Exception as error:
-        raise StorageError(f"cannot open storage '{location.display}': {short_reason(error)}") from None
+    for attempt in range(TABLE_CREATION_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(location.url, engine_kwargs=engine_kwargs, **heartbeat)
+        except Exception as error:
+            # Workers starting together on a new database race to create Optuna's tables; the
+            # losers see "already exists" or a duplicate key, and find the tables on a retry.
+            racing = any(text in str(error) for text in ("already exists", "duplicate key", "UNIQUE constraint"))
+            if not racing or attempt == TABLE_CREATION_ATTEMPTS - 1:
+                raise StorageError(f"cannot open storage '{location.display}': {short_reason(error)}") from None
+            time.sleep(0.5 + random.random())
 
 
 def load_study(location: StorageLocation, study_name: str, storage=None):

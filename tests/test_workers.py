@@ -195,3 +195,23 @@ def test_journal_storage_runs_and_reports(tmp_path):
     report = study_cli("report", "--study-name", "images", "--storage", storage, "--out", "reports", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-1500:]
     assert "1 complete, 0 pruned, 0 failed" in (tmp_path / "reports" / "images" / "README.md").read_text()
+
+
+def test_workers_starting_together_on_a_new_database_all_get_in(postgres_url):
+    import sqlalchemy
+
+    fresh = f"fresh_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {fresh}"))
+    url = postgres_url.rsplit("/", 1)[0] + "/" + fresh
+    code = f"from study.storage import open_storage, resolve_storage; open_storage(resolve_storage({url!r}))"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    try:
+        openers = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+                   for _ in range(4)]
+        errors = [opener.communicate(timeout=120)[1] for opener in openers]
+        assert [o.returncode for o in openers] == [0, 0, 0, 0], errors
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f"DROP DATABASE {fresh}"))
