@@ -33,7 +33,7 @@ class TrainConfig:
     """What every trial of a study shares: the base network, input and epoch budget."""
 
     epochs: int = 8  # enough to rank heads on a few thousand images; raise for final runs
-    batch_size: int = 32  # Keras' default, and what the original used
+    batch_size: int = 32  # Keras' default; the original's is not published
     image_size: int = 224  # MobileNet's native input, as in the original
     alpha: float = 1.0  # the original's full-width MobileNet
     weights: str = "imagenet"  # "imagenet", "none" or a path to a weights file
