@@ -72,6 +72,7 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
     name = confirm_study_name(study_name)
     confirm = optuna.create_study(storage=storage, study_name=name, direction="maximize",
                                   load_if_exists=True, pruner=optuna.pruners.NopPruner())
+    confirm.set_metric_names(["validation accuracy"])
     done = {(t.user_attrs.get(CONFIRM_ATTR), t.user_attrs.get(CONFIRM_SEED_ATTR))
             for t in confirm.get_trials(deepcopy=False) if t.state != TrialState.FAIL}
     for trial in chosen:

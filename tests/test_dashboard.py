@@ -64,6 +64,10 @@ def test_dashboard_lists_the_study_and_serves_a_trial_artifact(finished_study):
         assert "Trial 0: complete" in first["note"]["body"]
         (curve,) = [a for a in first["artifacts"] if a["mimetype"] == "image/png"]
         assert curve["filename"] == "learning_curve_trial_0.png"
+        models = [a["filename"] for t in detail["trials"] for a in t["artifacts"] if a["filename"].endswith(".keras")]
+        assert models and set(models) == {"images.best.keras"}  # attached to each trial that was the best
+        with_model = [t["number"] for t in detail["trials"] if any(a["filename"].endswith(".keras") for a in t["artifacts"])]
+        assert detail["best_trials"][0]["number"] == max(with_model)
         url = f"{base}/artifacts/{summary['study_id']}/{first['trial_id']}/{curve['artifact_id']}"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.read(8) == b"\x89PNG\r\n\x1a\n"
