@@ -22,7 +22,8 @@ from tests.conftest import REPO, SMALL_SPACE, write_class_images
 from tests.test_cli import TINY_RUN, study_cli
 
 LONG_TRIALS = ["--weights", "none", "--alpha", "0.25", "--image-size", "32", "--batch-size", "8",
-               "--no-augment", "--epochs", "150", "--heartbeat-interval", "1"]
+               "--no-augment", "--heartbeat-interval", "1"]
+LONG_EPOCHS = ["--epochs", "600"]  # trials of several seconds even on an idle machine, to stop mid-way
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +93,7 @@ def test_gpus_on_a_machine_without_them_is_one_line(tmp_path):
 def test_a_signal_ends_the_trial_as_interrupted_and_the_same_command_resumes(tmp_path, signal_number):
     write_class_images(tmp_path / "images", {"a": 8, "b": 8})
     (tmp_path / "small.toml").write_text("n_trials = 3\n" + SMALL_SPACE)
-    command = ["run", "--data", "images", "--space", "small.toml", "--n-trials", "1", *LONG_TRIALS]
+    command = ["run", "--data", "images", "--space", "small.toml", "--n-trials", "1", *LONG_TRIALS, *LONG_EPOCHS]
     worker = spawn(*command, cwd=tmp_path)
     storage = f"sqlite:///{tmp_path}/study.db"
     number = wait_for_running_trial(storage, "images", after_complete=0)
@@ -143,7 +144,10 @@ def test_a_killed_workers_trial_is_failed_and_rerun_by_another(tmp_path, postgre
     name = f"killed-{uuid.uuid4().hex[:8]}"
     args = ["run", "--data", "images", "--space", "small.toml", "--study-name", name,
             "--storage", postgres_url, "--n-trials", "3", *LONG_TRIALS]
-    first = spawn(*args, cwd=tmp_path)
+    finished = study_cli("run", "--data", "images", "--space", "small.toml", "--study-name", name,
+                         "--storage", postgres_url, "--n-trials", "1", *LONG_TRIALS, "--epochs", "1", cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr[-1500:]
+    first = spawn(*args, "--epochs", "3000", cwd=tmp_path)
     stale_number = wait_for_running_trial(postgres_url, name, after_complete=1)
     before = {t.number: t.value for t in optuna.load_study(study_name=name, storage=postgres_url).trials
               if t.state == TrialState.COMPLETE}
@@ -151,7 +155,7 @@ def test_a_killed_workers_trial_is_failed_and_rerun_by_another(tmp_path, postgre
     first.communicate(timeout=60)
     time.sleep(3)  # longer than the 2 s grace period of a 1 s heartbeat
 
-    second = spawn(*args, cwd=tmp_path)
+    second = spawn(*args, "--epochs", "2", cwd=tmp_path)
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-2000:]
     trials = optuna.load_study(study_name=name, storage=postgres_url).trials
