@@ -80,8 +80,10 @@ def make_tuner(kind: str, hypermodel, config: RunConfig, n_trials: int, director
     common = dict(objective=kt.Objective("val_accuracy", direction="max"), seed=config.train.seed,
                   directory=str(directory), project_name=project, overwrite=False)
     if kind == "hyperband":
-        tuner = kt.Hyperband(hypermodel, max_epochs=config.train.epochs, factor=3, **common)
-        tuner.oracle.max_trials = n_trials  # Hyperband alone would run as many trials as its brackets hold
+        # One Hyperband iteration holds only a few trials; iterate until --n-trials or --timeout.
+        tuner = kt.Hyperband(hypermodel, max_epochs=config.train.epochs, factor=3, hyperband_iterations=n_trials,
+                             **common)
+        tuner.oracle.max_trials = n_trials
         return tuner
     if kind == "bayesian":
         return kt.BayesianOptimization(hypermodel, max_trials=n_trials, **common)
