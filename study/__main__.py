@@ -2,4 +2,6 @@
 
 from study.cli import main
 
-raise SystemExit(main())
+# The guard matters: a trial worker started with `spawn` imports this module as __mp_main__.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -19,14 +19,15 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
-import warnings
 import sys
+import warnings
 from pathlib import Path
 
+from study import interrupts
 from study.config import AugmentConfig, RunConfig, SplitConfig, TrainConfig
 from study.errors import StudyError
 from study.model import ALPHA_FILE_TAGS, MIN_IMAGE_SIZE, MODES
+from study.trial_runtime import ISOLATIONS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -37,6 +38,23 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (`study: error: ...`) and exit code 2, like every other error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"study: error: {message} (see: python -m {self.prog} --help)\n")
 
 
 def fraction(text: str) -> float:
@@ -56,8 +74,8 @@ def image_size(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from study.runner import PRUNERS, SAMPLERS
 
-    parser = argparse.ArgumentParser(prog="study", description="Optuna studies of MobileNet transfer-learning heads.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = OneLineParser(prog="study", description="Optuna studies of MobileNet transfer-learning heads.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
     run = commands.add_parser("run", help="run or resume a study on an image folder")
     run.add_argument("--data", type=Path, required=True, help="folder with one sub-folder of images per class")
@@ -96,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus", help="one worker per listed GPU, e.g. 0,1 (needs PostgreSQL or journal storage)")
     run.add_argument("--heartbeat-interval", type=positive_int, default=RunConfig.heartbeat_seconds,
                      metavar="SECONDS", help="RDB storages: a dead worker's trial is retried after 2 intervals")
+    run.add_argument("--isolation", choices=ISOLATIONS, default=RunConfig.isolation,
+                     help="process: each trial in a recycled worker process (default); none: in this process")
+    run.add_argument("--trials-per-worker", type=positive_int, default=RunConfig.trials_per_worker, metavar="N",
+                     help="a worker process serves N trials, then a fresh one starts (10)")
+    run.add_argument("--worker-memory-limit", type=positive_number, metavar="MIB",
+                     help="also replace a worker whose resident memory passed MIB (default: half the machine's)")
+    run.add_argument("--trial-timeout", type=positive_number, metavar="SECONDS",
+                     help="end a trial that runs longer; it fails as 'timed out after SECONDS s'")
     run.add_argument("--verbose", action="store_true", help="print Keras' per-epoch lines")
 
     evaluate = commands.add_parser("evaluate", help="accuracy of a study's best model on another folder")
@@ -161,6 +187,8 @@ def run_command(args: argparse.Namespace) -> int:
         split=SplitConfig(args.val_fraction, args.test_fraction), train=train, verbose=args.verbose,
         heartbeat_seconds=args.heartbeat_interval, stage2_top=args.stage2_top,
         unfreeze_blocks=args.unfreeze_blocks, stage2_lr_factor=args.stage2_lr_factor,
+        isolation=args.isolation, trials_per_worker=args.trials_per_worker,
+        worker_memory_mb=args.worker_memory_limit, trial_timeout=args.trial_timeout,
         command_line=command_line(),
     )
     if args.engine == "keras-tuner":
@@ -257,19 +285,10 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def interrupt_on_sigterm() -> None:
-    """Treat SIGTERM (a scheduler or `kill`) like Ctrl-C: end the trial cleanly, then exit."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, run the sub-command, return its exit code."""
     quiet_tensorflow()
-    interrupt_on_sigterm()
+    interrupts.install()  # SIGTERM (a scheduler, `kill`) ends the run like Ctrl-C
     # Optuna marks set_metric_names and the artifact API experimental; they are what we mean to use.
     warnings.filterwarnings("ignore", message=r".* is experimental \(supported from")
     args = build_parser().parse_args(argv)

@@ -11,14 +11,15 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
+from study import interrupts
 from study.analysis import CONFIRM_ATTR, SEED_ATTR, best_of_seven, seven_rows, top_trials
 from study.artifacts import artifact_store
-from study.config import AugmentConfig, SplitConfig, TrainConfig
+from study.config import AugmentConfig, RunConfig, SplitConfig, TrainConfig
 from study.data import load_splits
 from study.errors import StorageError
-from study.model import check_weights
 from study.objective import Objective
 from study.progress import format_trial_line
+from study.runner import check_weights_file, fail_abandoned_trials, start_runtime
 from study.search_space import parse_space
 from study.storage import StorageLocation, best_model_paths, claim_single_writer, load_study, open_storage
 
@@ -62,17 +63,28 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
 
     space = parse_space(attrs["space_text"], f"{attrs['space_name']}.toml (stored in the study)")
     train = train_config_from(attrs)
-    resolved_weights = check_weights(train.weights, train.alpha, train.image_size)
+    check_weights_file(train.weights)
     split = SplitConfig(**attrs.get("split", {}))
     data = load_splits(attrs["data_dir"], train.image_size, split, attrs["split_seed"])
     if data.fingerprint != attrs["data_fingerprint"]:
         raise StorageError(f"the images in '{attrs['data_dir']}' changed since study '{study_name}' ran")
 
+    setup, runtime, _, data = start_runtime(data, split, train, location, RunConfig(data_dir=data.root))
+    try:
+        return confirm_runs(location, storage, study_name, chosen, seeds, space, setup, runtime)
+    finally:
+        runtime.close()
+
+
+def confirm_runs(location, storage, study_name: str, chosen, seeds: int, space, setup, runtime) -> int:
+    """Enqueue the missing (configuration, seed) runs and train them in the runtime."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = confirm_study_name(study_name)
     confirm = optuna.create_study(storage=storage, study_name=name, direction="maximize",
                                   load_if_exists=True, pruner=optuna.pruners.NopPruner())
     confirm.set_metric_names(["validation accuracy"])
+    if location.scheme == "sqlite":  # under this run's single-writer lock: no one runs these
+        fail_abandoned_trials(confirm, storage)
     done = {(t.user_attrs.get(CONFIRM_ATTR), t.user_attrs.get(CONFIRM_SEED_ATTR))
             for t in confirm.get_trials(deepcopy=False) if t.state != TrialState.FAIL}
     for trial in chosen:
@@ -89,8 +101,9 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
           f"{missing} run(s) to do", flush=True)
     if missing:
         model_path, meta_path = best_model_paths(location, name)
-        objective = Objective(space, data, train, resolved_weights, model_path, meta_path,
-                              artifact_store=artifact_store(location))
-        confirm.optimize(objective, n_trials=missing, catch=(Exception,), gc_after_trial=True,
-                         callbacks=[lambda s, t: print(format_trial_line(s, t), flush=True)])
+        objective = Objective(space, setup, runtime, model_path, meta_path, artifact_store=artifact_store(location))
+        with interrupts.deferred():
+            confirm.optimize(objective, n_trials=missing, catch=(Exception,), gc_after_trial=True,
+                             callbacks=[lambda s, t: print(format_trial_line(s, t), flush=True),
+                                        lambda s, t: interrupts.raise_if_requested()])
     return 0

@@ -12,22 +12,23 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import optuna
 from optuna.trial import TrialState
 
-from study import __version__
+from study import __version__, interrupts
 from study.artifacts import artifact_store
 from study.config import RunConfig
 from study.data import load_splits
-from study.errors import StorageError, StudyError
-from study.model import check_weights
+from study.errors import StorageError
 from study.objective import SEED_ATTR, Objective
 from study.progress import format_trial_line
 from study.search_space import SearchSpace, load_space, seed_trial_params
 from study.storage import (best_model_paths, check_writable, claim_single_writer, exclusive_section,
                            open_storage, resolve_storage)
+from study.trial_runtime import make_runtime
+from study.trial_training import RunSetup
 
 SAMPLERS = ("tpe", "qmc", "random")
 PRUNERS = ("median", "hyperband", "none")
@@ -54,13 +55,7 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def check_precision(precision: str) -> None:
-    """Mixed precision pays off only on a GPU; refuse it elsewhere rather than run slower."""
-    if precision == "mixed" and not gpu_names():
-        raise StudyError("--precision mixed needs a GPU, and TensorFlow sees none on this machine")
-
-
-def study_attrs(config: RunConfig, space: SearchSpace, data) -> dict:
+def study_attrs(config: RunConfig, space: SearchSpace, data, gpus) -> dict:
     """What the study remembers about how it was set up (for resumes and the report)."""
     train = asdict(config.train)
     return {
@@ -79,16 +74,10 @@ def study_attrs(config: RunConfig, space: SearchSpace, data) -> dict:
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()} {platform.processor()}".strip(),
         "cpu_count": os.cpu_count(),
-        "gpus": gpu_names(),
+        "gpus": list(gpus),
+        "isolation": config.isolation,
         "packages": package_versions(),
     }
-
-
-def gpu_names() -> list[str]:
-    """The GPUs TensorFlow sees (empty on a CPU-only machine)."""
-    import tensorflow as tf
-
-    return [device.name for device in tf.config.list_physical_devices("GPU")]
 
 
 def package_versions() -> dict[str, str]:
@@ -153,14 +142,72 @@ class StopAtTotal:
 
     Counting the trials other workers are running keeps several workers from overshooting
     `--n-trials`, the study's total, by more than the trials that start at the same moment.
+    Trials of dead workers whose heartbeat has gone stale are failed first, so they do not count.
     """
 
     def __init__(self, total: int):
         self.total = total
+        self.stopped = False
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
         if len(study.get_trials(deepcopy=False, states=FINISHED + (TrialState.RUNNING,))) >= self.total:
+            self.stopped = True
             study.stop()
+
+
+def fail_abandoned_trials(study: optuna.Study, storage) -> int:
+    """Fail every RUNNING trial of a study that no process can be running; returns how many.
+
+    Called only while this run holds the SQLite file's single-writer lock: any RUNNING trial
+    there belongs to a run that ended without finishing it (killed, or the machine went down).
+    """
+    abandoned = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in abandoned:
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", "abandoned: its run ended without finishing it")
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return len(abandoned)
+
+
+def check_weights_file(weights: str) -> None:
+    """What can be checked about `--weights` without TensorFlow: a named file exists and is HDF5.
+
+    The weights are loaded into a base by the trial runtime before the first trial.
+    """
+    from study.model import resolve_weights
+
+    if weights.lower() not in ("imagenet", "none"):
+        resolve_weights(weights, 1.0, 224)
+
+
+def start_runtime(data, split, train, location, config_like, print_features: bool = True):
+    """Write the decoded images beside the storage, start the trial runtime and prepare the run.
+
+    Returns (setup, runtime, prepared, data), `data` now memory-mapped from the image cache.
+    `config_like` supplies isolation, trials_per_worker, worker_memory_mb and verbose.
+    """
+    from study.array_cache import IMAGE_CACHE_DIR_NAME, memory_mapped, write_image_cache
+    from study.features import CACHE_DIR_NAME
+
+    folder = write_image_cache(data, split, train.image_size, location.files_dir / IMAGE_CACHE_DIR_NAME)
+    data = memory_mapped(data, folder)
+    setup = RunSetup(train=train, class_names=tuple(data.class_names), images_dir=str(folder),
+                     data_root=str(data.root), data_fingerprint=data.fingerprint, split_seed=data.seed,
+                     feature_cache_root=str(location.files_dir / CACHE_DIR_NAME),
+                     verbose=config_like.verbose)
+    runtime = make_runtime(config_like.isolation, config_like.trials_per_worker, config_like.worker_memory_mb)
+    try:
+        started = time.perf_counter()
+        prepared = runtime.prepare(setup)
+    except BaseException:
+        runtime.close()
+        raise
+    setup = replace(setup, resolved_weights=prepared.resolved_weights, features_dir=prepared.features_dir)
+    if prepared.features_dir and print_features:
+        how = "computed" if prepared.features_computed else "read"
+        print(f"features: {how} {prepared.features_dir} ({'x'.join(map(str, prepared.feature_shape))} per image, "
+              f"{prepared.feature_rows} training rows) in {time.perf_counter() - started:.1f} s", flush=True)
+    return setup, runtime, prepared, data
 
 
 def run_study(config: RunConfig) -> int:
@@ -170,8 +217,7 @@ def run_study(config: RunConfig) -> int:
     location = resolve_storage(config.storage)
     check_writable(location.files_dir)
     study_name = config.study_name or config.data_dir.resolve().name
-    check_precision(train.precision)
-    resolved_weights = check_weights(train.weights, train.alpha, train.image_size)
+    check_weights_file(train.weights)
 
     started = time.perf_counter()
     data = load_splits(config.data_dir, train.image_size, config.split, train.seed)
@@ -181,10 +227,28 @@ def run_study(config: RunConfig) -> int:
           + (f", {len(data.skipped)} unreadable skipped" if data.skipped else "")
           + f" (decoded in {time.perf_counter() - started:.1f} s)", flush=True)
 
-    features = None
-    if train.mode in ("cached", "two-stage"):
-        features = load_features(data, train, resolved_weights, location)
+    setup, runtime, prepared, data = start_runtime(data, config.split, train, location, config)
+    try:
+        study, storage = open_run_study(config, space, location, study_name, data, prepared)
+        optimize_to_total(config, space, location, study, storage, study_name, setup, runtime)
+        print_summary(study, location, study_name)
+        if train.mode == "two-stage":
+            from study.two_stage import STAGE2_SUFFIX, run_stage_two
 
+            model_path, meta_path = best_model_paths(location, study_name + STAGE2_SUFFIX)
+            arguments = dict(space=space, setup=setup, runtime=runtime, model_path=model_path, meta_path=meta_path,
+                             artifact_store=artifact_store(location), trial_timeout=config.trial_timeout)
+            stage2 = run_stage_two(study, storage, arguments, config.stage2_top, config.unfreeze_blocks,
+                                   config.stage2_lr_factor)
+            print_summary(stage2, location, stage2.study_name)
+    finally:
+        runtime.close()
+    return 0
+
+
+def open_run_study(config: RunConfig, space: SearchSpace, location, study_name: str, data, prepared):
+    """Claim the storage, create or resume the study, clear ghosts, enqueue the seven."""
+    train = config.train
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
     claim_single_writer(location)
     storage = open_storage(location, heartbeat_seconds=config.heartbeat_seconds)
@@ -195,69 +259,81 @@ def run_study(config: RunConfig) -> int:
     )
     check_resumable(study, space, data, train)
     if not study.user_attrs:
-        for key, value in study_attrs(config, space, data).items():
+        for key, value in study_attrs(config, space, data, prepared.gpus).items():
             study.set_user_attr(key, value)
         study.set_metric_names([METRIC_NAME])
     commands = list(study.user_attrs.get("command_lines", []))
     study.set_user_attr("command_lines", commands + [config.command_line])
+    if location.scheme == "sqlite":
+        abandoned = fail_abandoned_trials(study, storage)
+        if abandoned:
+            print(f"failed {abandoned} trial(s) left running by an earlier run that ended without finishing them",
+                  flush=True)
     with exclusive_section(location, storage, f"enqueue-seeds:{study_name}"):
         enqueue_seeds(study, space)
+    return study, storage
 
-    if config.heartbeat_seconds and location.scheme != "journal":
-        # Fail (and queue once more) the trials of dead workers now, so they are not counted as running.
-        optuna.storages.fail_stale_trials(study)
+
+def optimize_to_total(config: RunConfig, space: SearchSpace, location, study, storage, study_name: str,
+                      setup, runtime) -> None:
+    """Run trials until the study has `--n-trials` finished ones (or `--timeout` passes).
+
+    Trials RUNNING elsewhere are waited for rather than counted as done: another worker may
+    finish them, or they belong to a dead worker and are failed (and queued again) once its
+    heartbeat is stale. Ctrl-C and SIGTERM are acted on between batches, epochs and trials.
+    """
+    train = config.train
     total = config.n_trials or space.n_trials
-    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
-    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-    remaining = total - finished - running
-    if remaining <= 0:
-        print(f"study '{study_name}' already has {finished} finished trials (target {total}); "
-              "raise --n-trials to add more")
-    else:
-        print(f"running {remaining} trial(s) of {total} ({finished} finished before), "
-              f"{train.epochs} epochs each, mode {train.mode}", flush=True)
-        model_path, meta_path = best_model_paths(location, study_name)
-        objective = Objective(space, data, train, resolved_weights, model_path, meta_path, config.verbose,
-                              artifact_store=artifact_store(location), features=features)
-        study.optimize(
-            objective, n_trials=remaining, timeout=config.timeout, catch=(Exception,), gc_after_trial=True,
-            callbacks=[
-                StopAtTotal(total),
-                lambda s, t: print(format_trial_line(s, t), flush=True),
-            ],
-        )
-    print_summary(study, location, study_name)
-    if train.mode == "two-stage":
-        from study.two_stage import STAGE2_SUFFIX, run_stage_two
+    deadline = time.monotonic() + config.timeout if config.timeout else None
+    model_path, meta_path = best_model_paths(location, study_name)
+    objective = Objective(space, setup, runtime, model_path, meta_path, artifact_store=artifact_store(location),
+                          trial_timeout=config.trial_timeout)
+    announced = waiting_said = False
+    can_wait = bool(config.heartbeat_seconds) and location.scheme not in ("sqlite", "journal")
+    with interrupts.deferred():
+        while True:
+            interrupts.raise_if_requested()
+            optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
+            finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            remaining = total - finished - running
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            if remaining > 0:
+                if not announced:
+                    print(f"running {remaining} trial(s) of {total} ({finished} finished before), "
+                          f"{train.epochs} epochs each, mode {train.mode}", flush=True)
+                    announced = True
+                stop_at_total = StopAtTotal(total)
+                study.optimize(
+                    objective, n_trials=remaining, timeout=left, catch=(Exception,), gc_after_trial=True,
+                    callbacks=[stop_at_total, lambda s, t: print(format_trial_line(s, t), flush=True),
+                               lambda s, t: interrupts.raise_if_requested()],
+                )
+                if not stop_at_total.stopped:
+                    break  # its trials ran (failed ones included) or the timeout passed
+                continue
+            if not announced:
+                print(f"study '{study_name}' already has {finished} finished trials (target {total}); "
+                      "raise --n-trials to add more")
+                announced = True
+            if finished >= total or running == 0 or not can_wait:
+                break
+            if not waiting_said:
+                print(f"waiting for {running} trial(s) running elsewhere to finish, or to be failed and "
+                      f"queued again once their worker's heartbeat is {2 * config.heartbeat_seconds} s old",
+                      flush=True)
+                waiting_said = True
+            pause(min(5.0, config.heartbeat_seconds / 2))
 
-        model_path, meta_path = best_model_paths(location, study_name + STAGE2_SUFFIX)
-        arguments = dict(space=space, data=data, train=train, resolved_weights=resolved_weights,
-                         model_path=model_path, meta_path=meta_path, verbose=config.verbose,
-                         artifact_store=artifact_store(location), features=features)
-        stage2 = run_stage_two(study, storage, arguments, config.stage2_top, config.unfreeze_blocks,
-                               config.stage2_lr_factor)
-        print_summary(stage2, location, stage2.study_name)
-    return 0
 
-
-def load_features(data, train, resolved_weights, location):
-    """The frozen base's outputs for every split, from the feature cache beside the storage."""
-    import keras
-
-    from study.features import CACHE_DIR_NAME, cached_features, weights_identity
-    from study.model import build_base
-
-    started = time.perf_counter()
-    base = build_base(train.image_size, train.alpha, resolved_weights)
-    features = cached_features(data, base, location.files_dir / CACHE_DIR_NAME,
-                               weights_identity(resolved_weights, train.seed), alpha=train.alpha,
-                               image_size=train.image_size, augment_copies=train.augment_copies,
-                               augment=train.augment, seed=train.seed)
-    keras.backend.clear_session()
-    how = "computed" if features.computed else "read"
-    print(f"features: {how} {features.folder} ({'x'.join(map(str, features.feature_shape))} per image, "
-          f"{len(features.y['train'])} training rows) in {time.perf_counter() - started:.1f} s", flush=True)
-    return features
+def pause(seconds: float) -> None:
+    """Sleep, waking early for Ctrl-C or SIGTERM."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        interrupts.raise_if_requested()
+        time.sleep(0.1)
 
 
 def print_summary(study: optuna.Study, location, study_name: str) -> None:

@@ -37,11 +37,19 @@ class EpochLog:
     epoch_seconds: list[float] = field(default_factory=list)
 
 
-def make_epoch_callback(log: EpochLog, on_epoch: Callable[[int, EpochLog], None] | None):
-    """A Keras callback that records each epoch into `log`, checks the loss, then calls `on_epoch`."""
+def make_epoch_callback(log: EpochLog, on_epoch: Callable[[int, EpochLog], None] | None,
+                        on_batch: Callable[[], None] | None = None):
+    """A Keras callback that records each epoch into `log`, checks the loss, then calls `on_epoch`.
+
+    `on_batch`, if given, is called after every training batch (a time limit, say).
+    """
     import keras
 
     class EpochRecorder(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if on_batch is not None:
+                on_batch()
+
         def on_epoch_begin(self, epoch, logs=None):
             self._started = time.perf_counter()
 
@@ -60,12 +68,14 @@ def make_epoch_callback(log: EpochLog, on_epoch: Callable[[int, EpochLog], None]
 
 def fit_best_epoch(model, train_data, val_data, epochs: int, *,
                    on_epoch: Callable[[int, EpochLog], None] | None = None,
-                   log: EpochLog | None = None, verbose: int = 0) -> FitResult:
+                   log: EpochLog | None = None, verbose: int = 0,
+                   on_batch: Callable[[], None] | None = None) -> FitResult:
     """Train for `epochs`, then restore the weights of the epoch with the best validation accuracy.
 
     Args:
         on_epoch: called as on_epoch(epoch, log) after each epoch; may raise to stop training.
         log: where epochs are recorded (pass one to read it after an exception).
+        on_batch: called after every training batch; may raise to stop training.
     """
     import keras
 
@@ -76,7 +86,7 @@ def fit_best_epoch(model, train_data, val_data, epochs: int, *,
     started = time.perf_counter()
     model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=verbose, shuffle=False,
               # `best` snapshots the weights before `on_epoch` can act on the model.
-              callbacks=[best, make_epoch_callback(log, on_epoch)])
+              callbacks=[best, make_epoch_callback(log, on_epoch, on_batch)])
     train_seconds = time.perf_counter() - started
     val_accuracy = log.history["val_accuracy"]
     best_index = max(range(len(val_accuracy)), key=lambda i: val_accuracy[i])

@@ -1,0 +1,310 @@
+"""One trial's training from plain values, in whichever process runs it (no Optuna here).
+
+`RunSetup` is what every trial of a run shares (settings, where the memory-mapped images and
+features are); `TrialJob` is one trial (its number, parameters and seed). `prepare_run`
+checks the weights and the device and computes the cached features once per run;
+`train_trial` builds the model, fits it while handing each epoch to `TrialHooks`, restores
+the best epoch and measures test accuracy. The trial worker process and the in-process
+runtime both call these, so the two isolation modes train identically.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from study.config import TrainConfig
+from study.training import EpochLog, fit_best_epoch
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What every trial of a run shares; plain values, so it crosses process boundaries."""
+
+    train: TrainConfig
+    class_names: tuple[str, ...]
+    images_dir: str  # image-cache folder of the decoded splits
+    data_root: str
+    data_fingerprint: str
+    split_seed: int
+    feature_cache_root: str | None = None  # cached modes: where base outputs are kept
+    resolved_weights: str | None = None  # set by prepare_run: None, "imagenet" or a file path
+    features_dir: str | None = None  # set by prepare_run in cached modes
+    verbose: bool = False
+
+    @property
+    def uses_features(self) -> bool:
+        return self.train.mode in ("cached", "two-stage")
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """One trial: the sampled values and how to train them."""
+
+    number: int
+    params: dict
+    seed: int
+    kind: str = "search"  # "search": the run's mode; "stage2": head on features, then fine-tune the base
+    unfreeze_blocks: int = 13  # stage2: top MobileNet blocks trained
+    lr_factor: float = 0.1  # stage2: fine-tuning learning rate = the head's x this
+    timeout: float | None = None  # seconds; checked between batches in-process, enforced by the parent otherwise
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare_run` found and made: weights, devices, cached features."""
+
+    resolved_weights: str | None
+    gpus: tuple[str, ...]
+    features_dir: str | None = None
+    feature_shape: tuple[int, ...] = ()
+    feature_rows: int = 0
+    features_computed: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class TrialResult:
+    """A finished fit: its curve, best epoch and test accuracy, and the process's memory."""
+
+    history: dict[str, list[float]]
+    epoch_seconds: list[float]
+    train_seconds: float
+    best_epoch: int
+    best_val_accuracy: float
+    test_accuracy: float
+    peak_rss_mb: float
+    rss_mb: float
+    extra_attrs: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrialHooks:
+    """What a trial tells its caller while it trains; each hook may raise to stop the trial."""
+
+    on_built: Callable[[int, int], None] = lambda trainable, total: None
+    on_epoch: Callable[[int, EpochLog], None] = lambda epoch, log: None
+
+
+class TrialTimedOut(Exception):
+    """The trial ran past its time limit."""
+
+
+def configure_devices() -> tuple[str, ...]:
+    """Let TensorFlow take GPU memory as it needs it (not all at once); returns the GPUs it sees."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised in this process: the setting is fixed
+            pass
+    return tuple(gpu.name for gpu in gpus)
+
+
+def prepare_run(setup: RunSetup) -> Prepared:
+    """Check weights and precision against this process's devices; compute or read cached features.
+
+    Raises a StudyError subclass (one line for the user) when the run cannot start.
+    """
+    from study.errors import StudyError
+    from study.model import check_weights
+
+    started = time.perf_counter()
+    gpus = configure_devices()
+    train = setup.train
+    if train.precision == "mixed" and not gpus:
+        raise StudyError("--precision mixed needs a GPU, and TensorFlow sees none on this machine")
+    resolved = check_weights(train.weights, train.alpha, train.image_size)
+    if not setup.uses_features:
+        return Prepared(resolved, gpus, seconds=time.perf_counter() - started)
+    features = load_features(replace(setup, resolved_weights=resolved))
+    return Prepared(resolved, gpus, str(features.folder), features.feature_shape, len(features.y["train"]),
+                    features.computed, time.perf_counter() - started)
+
+
+def load_splits_from_cache(setup: RunSetup):
+    """The run's decoded splits, memory-mapped from the image cache."""
+    from study.array_cache import read_image_cache
+    from study.data import DataSplits
+
+    x, y = read_image_cache(Path(setup.images_dir))
+    return DataSplits(Path(setup.data_root), list(setup.class_names), x, y, [], setup.data_fingerprint,
+                      setup.split_seed)
+
+
+def load_features(setup: RunSetup):
+    """The frozen base's outputs for every split, from the feature cache (computed on first use)."""
+    import keras
+
+    from study.features import cached_features, weights_identity
+    from study.model import build_base
+
+    train = setup.train
+    base = build_base(train.image_size, train.alpha, setup.resolved_weights)
+    features = cached_features(load_splits_from_cache(setup), base, Path(setup.feature_cache_root),
+                               weights_identity(setup.resolved_weights, train.seed), alpha=train.alpha,
+                               image_size=train.image_size, augment_copies=train.augment_copies,
+                               augment=train.augment, seed=train.seed)
+    keras.backend.clear_session()
+    return features
+
+
+class TrialTrainer:
+    """Trains trials one after another in this process, keeping the last model until it is saved.
+
+    The memory maps of images and features are opened once per folder and shared by trials.
+    """
+
+    def __init__(self):
+        self._arrays: dict[str, tuple] = {}
+        self.model = None
+        self.setup: RunSetup | None = None
+        self.job: TrialJob | None = None
+
+    def arrays(self, folder: str, kind: str):
+        if folder not in self._arrays:
+            import numpy as np
+
+            from study.array_cache import read_image_cache
+            from study.data import SPLITS
+
+            if kind == "images":
+                self._arrays[folder] = read_image_cache(Path(folder))
+            else:
+                x = {s: np.load(Path(folder) / f"{s}_x.npy", mmap_mode="r") for s in SPLITS}
+                y = {s: np.load(Path(folder) / f"{s}_y.npy") for s in SPLITS}
+                self._arrays[folder] = (x, y)
+        return self._arrays[folder]
+
+    def release(self) -> None:
+        """Drop the last trial's model (after it was saved, or before the next trial)."""
+        self.model = None
+        self.job = None
+
+    def run(self, setup: RunSetup, job: TrialJob, hooks: TrialHooks, log: EpochLog,
+            on_batch: Callable[[], None] | None = None) -> TrialResult:
+        """Train one trial, recording epochs in `log` (readable after an exception).
+
+        The model stays in `self.model` for `save` until the next trial or `release`.
+        `on_batch` runs after every training batch (the in-process runtime checks for Ctrl-C).
+        """
+        import keras
+
+        self.release()
+        keras.backend.clear_session()
+        gc.collect()
+        keras.utils.set_random_seed(job.seed)
+        self.setup, self.job = setup, job
+        extra = {}
+        if job.kind == "stage2":
+            model, extra["head_only_val_accuracy"] = self._stage2_model(setup, job)
+        else:
+            model = self._search_model(setup, job.params)
+        hooks.on_built(*count(model))
+        train_data, val_data, test_data = self._datasets(setup, job)
+        deadline = time.monotonic() + job.timeout if job.timeout else None
+
+        def after_batch() -> None:
+            if on_batch is not None:
+                on_batch()
+            if deadline is not None and time.monotonic() > deadline:
+                raise TrialTimedOut(f"timed out after {job.timeout:g} s")
+
+        result = fit_best_epoch(model, train_data, val_data, setup.train.epochs, on_epoch=hooks.on_epoch,
+                                log=log, verbose=2 if setup.verbose else 0,
+                                on_batch=after_batch if on_batch is not None or deadline is not None else None)
+        _, test_accuracy = model.evaluate(test_data, verbose=0)
+        self.model = model
+        return TrialResult(result.history, result.epoch_seconds, result.train_seconds, result.best_epoch,
+                           result.best_val_accuracy, float(test_accuracy), peak_rss_mb(), current_rss_mb(), extra)
+
+    def _search_model(self, setup: RunSetup, params: dict):
+        from study.model import build_head, build_model
+
+        train = setup.train
+        if setup.uses_features:
+            x, _ = self.arrays(setup.features_dir, "features")
+            return build_head(feature_shape=tuple(x["train"].shape[1:]), n_classes=len(setup.class_names),
+                              head_depth=params["head_depth"], dense_units=params["dense_units"],
+                              dropout=params["dropout"], learning_rate=params["learning_rate"])
+        return build_model(
+            n_classes=len(setup.class_names), image_size=train.image_size, alpha=train.alpha,
+            weights=setup.resolved_weights, mode=train.mode, precision=train.precision,
+            head_depth=params["head_depth"], dense_units=params["dense_units"], dropout=params["dropout"],
+            learning_rate=params["learning_rate"],
+        )
+
+    def _stage2_model(self, setup: RunSetup, job: TrialJob):
+        """The head retrained on features (cheap), then put on a base whose top blocks train."""
+        import keras
+
+        from study.data import make_dataset
+        from study.model import with_base
+
+        params, batch = job.params, setup.train.batch_size
+        head = self._search_model(setup, params)
+        x, y = self.arrays(setup.features_dir, "features")
+        head_fit = fit_best_epoch(head, make_dataset(x["train"], y["train"], batch, shuffle=True, seed=setup.train.seed),
+                                  make_dataset(x["val"], y["val"], batch), setup.train.epochs)
+        keras.utils.set_random_seed(setup.train.seed)
+        model = with_base(head, image_size=setup.train.image_size, alpha=setup.train.alpha,
+                          weights=setup.resolved_weights, learning_rate=params["learning_rate"] * job.lr_factor,
+                          unfreeze_blocks=job.unfreeze_blocks)
+        return model, head_fit.best_val_accuracy
+
+    def _datasets(self, setup: RunSetup, job: TrialJob):
+        """Train / validation / test pipelines: cached features, or images (augmented for training)."""
+        from study.data import make_dataset
+
+        batch = setup.train.batch_size
+        if setup.uses_features and job.kind == "search":
+            x, y = self.arrays(setup.features_dir, "features")
+            return (make_dataset(x["train"], y["train"], batch, shuffle=True, seed=job.seed),
+                    make_dataset(x["val"], y["val"], batch), make_dataset(x["test"], y["test"], batch))
+        x, y = self.arrays(setup.images_dir, "images")
+        return (make_dataset(x["train"], y["train"], batch, shuffle=True, augment=setup.train.augment, seed=job.seed),
+                make_dataset(x["val"], y["val"], batch), make_dataset(x["test"], y["test"], batch))
+
+    def save(self, model_path: str, meta_path: str, meta: dict) -> bool:
+        """Save the last trial's model as the study's best (see `best_model.save_best_model`)."""
+        from study.best_model import save_best_model
+
+        setup, job, model = self.setup, self.job, self.model
+        if setup.uses_features and job.kind == "search":  # a head alone cannot classify images
+            from study.model import with_base
+
+            model = with_base(model, image_size=setup.train.image_size, alpha=setup.train.alpha,
+                              weights=setup.resolved_weights, learning_rate=job.params["learning_rate"])
+        try:
+            return save_best_model(model, Path(model_path), Path(meta_path), meta)
+        finally:
+            self.release()
+
+
+def count(model) -> tuple[int, int]:
+    from study.model import count_params
+
+    return count_params(model)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def current_rss_mb() -> float:
+    """This process's resident memory now, in MiB (Linux; the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+    except OSError:
+        return peak_rss_mb()
