@@ -1,4 +1,4 @@
-"""Helpers for the study-level benchmarks: an in-memory study over the real Objective."""
+"""Helpers for the study-level benchmarks: an in-memory study over the real Objective and trial runtime."""
 
 from __future__ import annotations
 
@@ -8,27 +8,23 @@ from pathlib import Path
 
 import optuna
 
-from study.config import AugmentConfig, TrainConfig
-from study.features import cached_features, weights_identity
-from study.model import build_base
+from study.config import AugmentConfig, RunConfig, SplitConfig, TrainConfig
 from study.objective import Objective
-from study.runner import make_pruner, make_sampler
+from study.runner import make_pruner, make_sampler, start_runtime
 from study.search_space import load_space
+from study.storage import resolve_storage
 
 
-def cached_objective(data, weights, args, space: str = "default") -> Objective:
-    """The real Objective in cached mode (features cached in a temporary folder)."""
-    import keras
-
+def cached_objective(data, weights, args, space: str = "default", isolation: str = "process") -> Objective:
+    """The real Objective in cached mode, trials in the runtime `isolation` names (features and
+    decoded images cached in a temporary folder). Close `objective.runtime` when done."""
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
                         alpha=args.alpha, weights=args.weights, mode="cached", augment=AugmentConfig(enabled=False))
     folder = Path(tempfile.mkdtemp(prefix="study-bench-"))
-    base = build_base(args.image_size, args.alpha, weights)
-    features = cached_features(data, base, folder / "cache", weights_identity(weights, 0), alpha=args.alpha,
-                               image_size=args.image_size)
-    keras.backend.clear_session()
-    return Objective(load_space(space), data, train, weights, folder / "best.keras", folder / "best.json",
-                     features=features)
+    location = resolve_storage(f"sqlite:///{folder / 'bench.db'}")
+    setup, runtime, _, _ = start_runtime(data, SplitConfig(), train, location,
+                                         RunConfig(data.root, isolation=isolation), print_features=False)
+    return Objective(load_space(space), setup, runtime, folder / "best.keras", folder / "best.json")
 
 
 def run_trials(objective, n_trials: int, pruner: str, epochs: int, callbacks=()):

@@ -22,6 +22,7 @@ def main() -> None:
     for pruner in (args.pruner, "none"):
         objective = cached_objective(data, weights, args)
         study, seconds = run_trials(objective, trials, pruner, args.epochs)
+        objective.runtime.close()
         epochs = sum(t.user_attrs.get("epochs_run", 0) for t in study.trials)
         pruned = sum(t.state.name == "PRUNED" for t in study.trials)
         results[pruner] = (epochs, study.best_value)

@@ -59,6 +59,7 @@ def main() -> None:
     study.optimize(objective, n_trials=2 if args.smoke else args.trials, callbacks=[stop_at_target],
                    gc_after_trial=True)
     study_seconds = reached.get("seconds", time.perf_counter() - started)
+    objective.runtime.close()
     print(f"{machine()}; {len(data.y['train'])} training images, {args.image_size} px, alpha {args.alpha}, "
           f"{args.epochs} epochs per trial")
     print(table(["run", "seconds", "validation accuracy"], [

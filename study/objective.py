@@ -48,6 +48,7 @@ class Objective:
         log = EpochLog()
 
         def on_built(trainable: int, total: int) -> None:
+            self._record_worker(trial)
             trial.set_user_attr("trainable_params", trainable)
             trial.set_user_attr("total_params", total)
 

@@ -311,8 +311,12 @@ def optimize_to_total(config: RunConfig, space: SearchSpace, location, study, st
                     callbacks=[stop_at_total, lambda s, t: print(format_trial_line(s, t), flush=True),
                                lambda s, t: interrupts.raise_if_requested()],
                 )
-                if not stop_at_total.stopped:
-                    break  # its trials ran (failed ones included) or the timeout passed
+                # Failed trials do not count towards the total: run more, but only while trials
+                # still finish, so a setting that fails every trial cannot loop for ever.
+                if not stop_at_total.stopped and len(study.get_trials(deepcopy=False, states=FINISHED)) == finished:
+                    print(f"stopping: none of the last {remaining} trial(s) finished (see their fail_reason)",
+                          file=sys.stderr, flush=True)
+                    break
                 continue
             if not announced:
                 print(f"study '{study_name}' already has {finished} finished trials (target {total}); "

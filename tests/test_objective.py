@@ -8,12 +8,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study import objective as objective_module
-from study.config import AugmentConfig, SplitConfig, TrainConfig
+from study import model as model_module
+from study.config import AugmentConfig, RunConfig, SplitConfig, TrainConfig
 from study.data import load_splits
 from study.objective import SEED_ATTR, Objective
-from study.runner import enqueue_seeds
+from study.runner import enqueue_seeds, start_runtime
 from study.search_space import load_space, parse_space
+from study.storage import resolve_storage
 from tests.conftest import SMALL_SPACE
 
 SPACE = parse_space(SMALL_SPACE + """
@@ -27,14 +28,21 @@ learning_rate = 1e-3
 
 @pytest.fixture
 def make_objective(image_folder, tmp_path):
-    data = load_splits(image_folder, 32, SplitConfig(0.3, 0.3), seed=0)
+    split = SplitConfig(0.3, 0.3)
+    data = load_splits(image_folder, 32, split, seed=0)
+    location = resolve_storage(f"sqlite:///{tmp_path}/study.db")
+    runtimes = []
 
     def make(epochs=2):
         train = TrainConfig(epochs=epochs, batch_size=8, image_size=32, alpha=0.25, weights="none",
                             augment=AugmentConfig(enabled=False))
-        return Objective(SPACE, data, train, None, tmp_path / "best.keras", tmp_path / "best.json")
+        setup, runtime, _, _ = start_runtime(data, split, train, location, RunConfig(data.root, isolation="none"))
+        runtimes.append(runtime)
+        return Objective(SPACE, setup, runtime, tmp_path / "best.keras", tmp_path / "best.json")
 
-    return make
+    yield make
+    for runtime in runtimes:
+        runtime.close()
 
 
 def study_with_a_perfect_trial(epochs: int) -> optuna.Study:
@@ -91,7 +99,7 @@ def test_only_a_better_trial_replaces_the_best_model(make_objective, tmp_path):
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(make_objective, monkeypatch):
-    real_build = objective_module.build_model
+    real_build = model_module.build_model
     calls = []
 
     def build_or_run_out_of_memory(**kwargs):
@@ -100,7 +108,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(make_objective, monke
             raise MemoryError("OOM when allocating tensor with shape [16384,4096]")
         return real_build(**kwargs)
 
-    monkeypatch.setattr(objective_module, "build_model", build_or_run_out_of_memory)
+    monkeypatch.setattr(model_module, "build_model", build_or_run_out_of_memory)
     study = optuna.create_study(direction="maximize")
     study.optimize(make_objective(epochs=1), n_trials=2, catch=(Exception,))
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
