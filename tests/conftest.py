@@ -57,3 +57,23 @@ def write_class_images(folder: Path, per_class: dict[str, int], size: int = 40, 
 def image_folder(tmp_path: Path) -> Path:
     """Three classes of 10 small PNG images each."""
     return write_class_images(tmp_path / "images", {"apple": 10, "banana": 10, "cherry": 10})
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The test server's URL, from STUDY_TEST_POSTGRES_URL (set by .ci/run)."""
+    url = os.environ.get("STUDY_TEST_POSTGRES_URL")
+    reason = "STUDY_TEST_POSTGRES_URL is not set" if not url else None
+    if url:
+        import sqlalchemy
+
+        try:
+            with sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5}).connect():
+                pass
+        except Exception as error:
+            reason = f"cannot connect: {type(error).__name__}"
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the PostgreSQL server that .ci/run starts ({reason})")
+        pytest.skip(f"no PostgreSQL server reachable ({reason}); .ci/run starts one")
+    return url

@@ -26,26 +26,6 @@ LONG_TRIALS = ["--weights", "none", "--alpha", "0.25", "--image-size", "32", "--
 LONG_EPOCHS = ["--epochs", "600"]  # trials of several seconds even on an idle machine, to stop mid-way
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """The test server's URL, from STUDY_TEST_POSTGRES_URL (set by .ci/run)."""
-    url = os.environ.get("STUDY_TEST_POSTGRES_URL")
-    reason = "STUDY_TEST_POSTGRES_URL is not set" if not url else None
-    if url:
-        import sqlalchemy
-
-        try:
-            with sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5}).connect():
-                pass
-        except Exception as error:
-            reason = f"cannot connect: {type(error).__name__}"
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs the PostgreSQL server that .ci/run starts ({reason})")
-        pytest.skip(f"no PostgreSQL server reachable ({reason}); .ci/run starts one")
-    return url
-
-
 def spawn(*args: str, cwd: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.Popen([sys.executable, "-m", "study", *args], cwd=cwd, env=env,
