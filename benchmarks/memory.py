@@ -81,7 +81,7 @@ def main() -> None:
     p.add_argument("--mode", default="cached")
     p.add_argument("--space", default="memory", help="memory (one fixed head), seed, default, or a .toml path")
     p.add_argument("--trials", type=int, default=30)
-    p.add_argument("--trials-per-worker", type=int, default=10)
+    p.add_argument("--trials-per-worker", type=int, default=5, help="the run's default")
     p.add_argument("--smoke", action="store_true", help="a few generated images, weights none: checks the script runs")
     args = p.parse_args()
     if args.smoke:

@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--isolation", choices=ISOLATIONS, default=RunConfig.isolation,
                      help="process: each trial in a recycled worker process (default); none: in this process")
     run.add_argument("--trials-per-worker", type=positive_int, default=RunConfig.trials_per_worker, metavar="N",
-                     help="a worker process serves N trials, then a fresh one starts (10)")
+                     help="a worker process serves N trials, then a fresh one starts (5)")
     run.add_argument("--worker-memory-limit", type=positive_number, metavar="MIB",
                      help="also replace a worker whose resident memory passed MIB (default: half the machine's)")
     run.add_argument("--trial-timeout", type=positive_number, metavar="SECONDS",

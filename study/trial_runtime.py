@@ -15,19 +15,23 @@ Both take and return the plain values of `study.trial_training`.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
+import sys
 import threading
 import time
+import types
 from dataclasses import replace
 
 from study import interrupts
+from study.config import RunConfig
 from study.errors import StudyError
 from study.trial_training import Prepared, RunSetup, TrialHooks, TrialJob, TrialResult, TrialTrainer, prepare_run
 from study.training import EpochLog
 
 ISOLATIONS = ("process", "none")
-TRIALS_PER_WORKER = 10  # a worker start costs ~4 s; 10 trials keep that small and memory within ~1 GiB of growth
+TRIALS_PER_WORKER = RunConfig.trials_per_worker
 STOP_GRACE_SECONDS = 60  # how long a worker may take to end a trial it was told to stop
 EXIT_GRACE_SECONDS = 10  # how long a worker may take to exit when asked
 POLL_SECONDS = 0.1  # how often the parent checks for a signal, a deadline or a dead worker
@@ -121,7 +125,7 @@ class ProcessRuntime:
         from study.trial_worker import serve
 
         process = context.Process(target=serve, args=(child_end,), name="study-trial-worker", daemon=True)
-        with signals_held():  # the worker must never see Ctrl-C, even while it starts
+        with signals_held(), main_module_hidden():  # the worker must never see Ctrl-C, even while it starts
             process.start()
         child_end.close()
         self.process, self.connection, self.served = process, parent_end, 0
@@ -278,6 +282,22 @@ class ProcessRuntime:
 
     def close(self) -> None:
         self._stop()
+
+
+@contextlib.contextmanager
+def main_module_hidden():
+    """Start a spawned child without re-running the caller's `__main__` in it.
+
+    `spawn` normally imports the parent's main module in the child (as `__mp_main__`): that
+    re-runs a user's unguarded script, and fails outright for `python -` or a notebook. The
+    worker needs nothing from it, so the main module is hidden while the child is prepared.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 class signals_held:
