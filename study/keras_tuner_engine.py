@@ -2,7 +2,9 @@
 
 Keras Tuner (Hyperband by default, or Bayesian optimisation or random search) samples the
 space file's hyperparameters into the same `build_model`, trains on the same decoded data,
-and keeps its project folder beside the storage. Its trials are then imported into the same
+and keeps its project folder beside the storage. Keras Tuner owns its trial loop, so the
+search runs as one job of the trial runtime (a worker process by default) and hands back
+its trials as plain records. Its trials are then imported into the same
 storage as the Optuna study `<name>-keras-tuner` (replaced on every import), with their
 start and end times, so the dashboard, `compare` and the report show both engines.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -21,9 +24,11 @@ from optuna.trial import TrialState
 from study.config import RunConfig
 from study.data import load_splits, make_dataset
 from study.errors import StudyError
-from study.model import build_model, check_weights
-from study.search_space import SearchSpace, distribution, load_space
+from study.model import build_model
+from study.search_space import SearchSpace, distribution, load_space, parse_space
 from study.storage import check_writable, claim_single_writer, open_storage, resolve_storage, study_file_stem
+from study.trial_runtime import TrialFailed
+from study.trial_training import RunSetup
 
 TUNERS = ("hyperband", "bayesian", "random")
 KT_SUFFIX = "-keras-tuner"
@@ -48,13 +53,11 @@ def sample_keras_tuner(hp, space: SearchSpace) -> dict:
     return params
 
 
-def make_hypermodel(space: SearchSpace, n_classes: int, config: RunConfig, weights: str | None, timings: dict,
+def make_hypermodel(space: SearchSpace, n_classes: int, train, weights: str | None, timings: dict,
                     deadline: float | None):
     """A Keras Tuner HyperModel over `build_model` that times each fit (Keras Tuner does not)."""
     import keras
     import keras_tuner as kt
-
-    train = config.train
 
     class SpaceHyperModel(kt.HyperModel):
         def build(self, hp):
@@ -68,20 +71,20 @@ def make_hypermodel(space: SearchSpace, n_classes: int, config: RunConfig, weigh
                 raise kt.errors.FatalError("timeout reached")
             started = datetime.now()
             history = model.fit(*args, **kwargs)
-            timings[json.dumps(hp.values, sort_keys=True)] = (started, datetime.now())
+            timings[json.dumps(hp.values, sort_keys=True)] = (started.isoformat(), datetime.now().isoformat())
             return history
 
     return SpaceHyperModel()
 
 
-def make_tuner(kind: str, hypermodel, config: RunConfig, n_trials: int, directory: Path, project: str):
+def make_tuner(kind: str, hypermodel, train, n_trials: int, directory: Path, project: str):
     import keras_tuner as kt
 
-    common = dict(objective=kt.Objective("val_accuracy", direction="max"), seed=config.train.seed,
+    common = dict(objective=kt.Objective("val_accuracy", direction="max"), seed=train.seed,
                   directory=str(directory), project_name=project, overwrite=False)
     if kind == "hyperband":
         # One Hyperband iteration holds only a few trials; iterate until --n-trials or --timeout.
-        tuner = kt.Hyperband(hypermodel, max_epochs=config.train.epochs, factor=3, hyperband_iterations=n_trials,
+        tuner = kt.Hyperband(hypermodel, max_epochs=train.epochs, factor=3, hyperband_iterations=n_trials,
                              **common)
         tuner.oracle.max_trials = n_trials
         return tuner
@@ -90,71 +93,109 @@ def make_tuner(kind: str, hypermodel, config: RunConfig, n_trials: int, director
     return kt.RandomSearch(hypermodel, max_trials=n_trials, **common)
 
 
-def import_trials(study: optuna.Study, space: SearchSpace, tuner, timings: dict) -> int:
-    """Copy Keras Tuner's trials into an Optuna study; returns how many were copied."""
-    distributions = {spec.name: distribution(spec) for spec in space.varied()}
-    count = 0
+def search(setup: RunSetup, space_text: str, space_name: str, tuner_kind: str, n_trials: int, directory: str,
+           project: str, deadline: float | None) -> tuple[list[dict], str | None]:
+    """In a trial worker: run (or resume) the Keras Tuner search; its trials as plain records
+    and a warning line if it stopped early."""
+    import keras_tuner  # noqa: F401  (fails here, not mid-search, if missing)
+
+    from study.trial_training import load_splits_from_cache
+
+    space = parse_space(space_text, f"{space_name}.toml (as run)")
+    train = setup.train
+    data = load_splits_from_cache(setup)
+    timings: dict = {}
+    hypermodel = make_hypermodel(space, len(setup.class_names), train, setup.resolved_weights, timings, deadline)
+    tuner = make_tuner(tuner_kind, hypermodel, train, n_trials, Path(directory), project)
+    batch, warning = train.batch_size, None
+    try:
+        tuner.search(
+            make_dataset(data.x["train"], data.y["train"], batch, shuffle=True, augment=train.augment, seed=train.seed),
+            validation_data=make_dataset(data.x["val"], data.y["val"], batch),
+            epochs=train.epochs, verbose=2 if setup.verbose else 0)
+    except Exception as error:  # Keras Tuner ends a search with FatalError (our timeout among them)
+        if "timeout reached" not in str(error):
+            warning = f"keras-tuner stopped: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+    return trial_records(tuner, timings), warning
+
+
+def trial_records(tuner, timings: dict) -> list[dict]:
+    """Keras Tuner's trials in creation order, as plain values (they cross a process boundary)."""
     def creation_order(item):
         return (0, int(item[0]), "") if item[0].isdigit() else (1, 0, item[0])
 
+    records = []
     for trial_id, kt_trial in sorted(tuner.oracle.trials.items(), key=creation_order):
-        values = kt_trial.hyperparameters.values
-        params = {name: values[name] for name in distributions if name in values}
-        state = KT_STATES.get(str(kt_trial.status), TrialState.FAIL)
+        values = dict(kt_trial.hyperparameters.values)
         history = kt_trial.metrics.get_history("val_accuracy") if kt_trial.metrics.exists("val_accuracy") else []
-        if state == TrialState.COMPLETE and kt_trial.score is None:
+        records.append({"trial_id": trial_id, "values": values, "status": str(kt_trial.status),
+                        "score": None if kt_trial.score is None else float(kt_trial.score),
+                        "val_accuracy": [float(o.value[0]) for o in history],
+                        "timing": timings.get(json.dumps(values, sort_keys=True))})
+    return records
+
+
+def import_trials(study: optuna.Study, space: SearchSpace, records: list[dict]) -> int:
+    """Copy Keras Tuner's trial records into an Optuna study; returns how many were copied."""
+    distributions = {spec.name: distribution(spec) for spec in space.varied()}
+    for record in records:
+        values = record["values"]
+        params = {name: values[name] for name in distributions if name in values}
+        state = KT_STATES.get(record["status"], TrialState.FAIL)
+        if state == TrialState.COMPLETE and record["score"] is None:
             state = TrialState.FAIL
-        user_attrs = {"keras_tuner_trial_id": trial_id,
-                      "history": {"val_accuracy": [float(o.value[0]) for o in history]}}
+        user_attrs = {"keras_tuner_trial_id": record["trial_id"], "history": {"val_accuracy": record["val_accuracy"]}}
         user_attrs.update({k: v for k, v in values.items() if k.startswith("tuner/")})
         user_attrs.update({spec.name: spec.value for spec in space.parameters if spec.kind == "fixed"})
         frozen = optuna.trial.create_trial(
-            state=state, value=float(kt_trial.score) if state == TrialState.COMPLETE else None,
+            state=state, value=record["score"] if state == TrialState.COMPLETE else None,
             params=params, distributions={k: distributions[k] for k in params}, user_attrs=user_attrs)
-        timing = timings.get(json.dumps(values, sort_keys=True))
-        if timing:
-            frozen.datetime_start, frozen.datetime_complete = timing
-            frozen.set_user_attr("train_seconds", (timing[1] - timing[0]).total_seconds())
+        if record["timing"]:
+            started, completed = (datetime.fromisoformat(text) for text in record["timing"])
+            frozen.datetime_start, frozen.datetime_complete = started, completed
+            frozen.set_user_attr("train_seconds", (completed - started).total_seconds())
         study.add_trial(frozen)
-        count += 1
-    return count
+    return len(records)
 
 
 def run_keras_tuner(config: RunConfig, tuner_kind: str) -> int:
-    """Search the space with Keras Tuner and import its trials; returns the exit code."""
+    """Search the space with Keras Tuner in a worker process and import its trials; returns the exit code."""
     for package in ("keras_tuner", "tensorboard"):  # keras-tuner imports tensorboard inside every trial
         if importlib.util.find_spec(package) is None:
             raise StudyError(f"--engine keras-tuner needs the package '{package}': "
                              "pip install keras-tuner tensorboard")
+    from study.runner import check_weights_file, start_runtime
+
     train = config.train
     space = load_space(config.space)
     location = resolve_storage(config.storage)
     check_writable(location.files_dir)
     base_name = config.study_name or config.data_dir.resolve().name
     study_name = base_name + KT_SUFFIX
-    weights = check_weights(train.weights, train.alpha, train.image_size)
+    check_weights_file(train.weights)
     data = load_splits(config.data_dir, train.image_size, config.split, train.seed)
     claim_single_writer(location)
     storage = open_storage(location)
     n_trials = config.n_trials or space.n_trials
-
-    timings: dict = {}
-    deadline = time.time() + config.timeout if config.timeout else None
-    hypermodel = make_hypermodel(space, len(data.class_names), config, weights, timings, deadline)
     directory = location.files_dir / "keras-tuner"
-    tuner = make_tuner(tuner_kind, hypermodel, config, n_trials, directory, study_file_stem(base_name))
-    print(f"keras-tuner {tuner_kind}: up to {n_trials} trials, project {directory / study_file_stem(base_name)}",
-          flush=True)
-    batch = train.batch_size
+    project = study_file_stem(base_name)
+    print(f"keras-tuner {tuner_kind}: up to {n_trials} trials, project {directory / project}", flush=True)
+    setup, runtime, _, _ = start_runtime(data, config.split, train, location, config)
+    # Keras Tuner owns its trial loop, so the whole search is one job of a worker process: the
+    # run stays free of TensorFlow, and a worker that dies ends the search, not the run.
     try:
-        tuner.search(
-            make_dataset(data.x["train"], data.y["train"], batch, shuffle=True, augment=train.augment, seed=train.seed),
-            validation_data=make_dataset(data.x["val"], data.y["val"], batch),
-            epochs=train.epochs, verbose=2 if config.verbose else 0)
-    except Exception as error:  # Keras Tuner ends a search with FatalError (our timeout among them)
-        if "timeout reached" not in str(error):
-            print(f"warning: keras-tuner stopped: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
-                  flush=True)
+        records, warning = runtime.call(
+            "study.keras_tuner_engine:search", setup=setup, space_text=space.text, space_name=space.name,
+            tuner_kind=tuner_kind, n_trials=n_trials, directory=str(directory), project=project,
+            deadline=time.time() + config.timeout if config.timeout else None)
+    except TrialFailed as failure:
+        print(f"study: keras-tuner search stopped: {failure.reason}; its finished trials are kept in "
+              f"{directory / project}: run the same command again to resume and import them", file=sys.stderr)
+        return 1
+    finally:
+        runtime.close()
+    if warning:
+        print(f"warning: {warning}", flush=True)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -166,9 +207,8 @@ def run_keras_tuner(config: RunConfig, tuner_kind: str) -> int:
     study.set_user_attr("engine", f"keras-tuner {tuner_kind}")
     study.set_user_attr("space_text", space.text)
     study.set_user_attr("space_name", space.name)
-    count = import_trials(study, space, tuner, timings)
+    count = import_trials(study, space, records)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     best = max((t.value for t in done), default=float("nan"))
     print(f"imported {count} keras-tuner trials into study '{study_name}' ({len(done)} complete, best {best:.4f})")
     return 0
-

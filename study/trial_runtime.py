@@ -99,6 +99,12 @@ class InProcessRuntime:
     def save(self, model_path: str, meta_path: str, meta: dict) -> bool:
         return self.trainer.save(model_path, meta_path, meta)
 
+    def call(self, target: str, **kwargs):
+        from study.trial_worker import call
+
+        self.trainer.release()
+        return call(target, kwargs)
+
     def close(self) -> None:
         self.trainer.release()
 
@@ -278,6 +284,26 @@ class ProcessRuntime:
         message = self._receive(None, None)
         if message[2] is not None:
             raise RuntimeError(message[2])
+        return message[1]
+
+    def call(self, target: str, **kwargs):
+        """Run `module:function(**kwargs)` in a fresh worker and return its (plain) result.
+
+        For jobs that own their training loop (a Keras Tuner search): the worker serves only
+        this call and is replaced afterwards. A StudyError in it comes back as one; a dead
+        worker raises TrialFailed with the reason.
+        """
+        self._ensure_worker()
+        try:
+            self._send(("call", target, kwargs))
+            message = self._receive(None, None)
+        except BaseException as error:
+            if not isinstance(error, TrialFailed):
+                self._kill()
+            raise
+        self.served = self.trials_per_worker  # recycle before anything else runs here
+        if message[0] == "error":
+            raise (StudyError if message[1] == "usage" else RuntimeError)(message[2])
         return message[1]
 
     def close(self) -> None:

@@ -1,8 +1,9 @@
 """The trial worker process: imports TensorFlow once and trains the trials its parent sends.
 
 Started by `trial_runtime.ProcessRuntime` with the `spawn` method (TensorFlow is not
-fork-safe). It talks over one pipe: the parent sends `prepare`, `trial`, `save` and `exit`;
-the worker answers, and during a trial sends the model's size, then each epoch's metrics and
+fork-safe). It talks over one pipe: the parent sends `prepare`, `trial`, `save`, `call` and `exit`;
+the worker answers (`call` runs a whole job, such as a Keras Tuner search, and returns its
+plain result), and during a trial sends the model's size, then each epoch's metrics and
 waits for `continue` or `stop` (the parent's pruner decides). It ignores Ctrl-C and SIGTERM,
 which are the parent's to handle, and exits on its own when the parent is gone.
 """
@@ -86,6 +87,22 @@ def serve(connection) -> None:
                 connection.send(("saved", False, short_reason(error)))
         elif kind == "release":
             trainer.release()
+        elif kind == "call":
+            trainer.release()
+            try:
+                connection.send(("returned", call(message[1], message[2])))
+            except StudyError as error:
+                connection.send(("error", "usage", str(error)))
+            except Exception as error:
+                connection.send(("error", "internal", short_reason(error)))
+
+
+def call(target: str, kwargs: dict):
+    """Call `module:function` with `kwargs` (a whole job that trains, e.g. a Keras Tuner search)."""
+    import importlib
+
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)(**kwargs)
 
 
 def run_trial(connection, trainer, setup, job) -> None:

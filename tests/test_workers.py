@@ -83,6 +83,7 @@ def test_a_signal_ends_the_trial_as_interrupted_and_the_same_command_resumes(tmp
     assert stderr.strip().splitlines()[-1] == "study: interrupted; run the same command again to resume"
     interrupted = optuna.load_study(study_name="images", storage=storage).trials[number]
     assert interrupted.state == TrialState.FAIL and interrupted.user_attrs["fail_reason"] == "interrupted"
+    assert not Path(f"/proc/{interrupted.user_attrs['worker_pid']}").exists()  # its worker was stopped too
 
     again = study_cli(*command, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
