@@ -78,7 +78,7 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
 
 def confirm_runs(location, storage, study_name: str, chosen, seeds: int, space, setup, runtime) -> int:
     """Enqueue the missing (configuration, seed) runs and train them in the runtime."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed runs are shown with their reason
     name = confirm_study_name(study_name)
     confirm = optuna.create_study(storage=storage, study_name=name, direction="maximize",
                                   load_if_exists=True, pruner=optuna.pruners.NopPruner())

@@ -249,7 +249,8 @@ def run_study(config: RunConfig) -> int:
 def open_run_study(config: RunConfig, space: SearchSpace, location, study_name: str, data, prepared):
     """Claim the storage, create or resume the study, clear ghosts, enqueue the seven."""
     train = config.train
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
+    # Our own lines say what happens, failed trials with their reason; Optuna would add a traceback.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     claim_single_writer(location)
     storage = open_storage(location, heartbeat_seconds=config.heartbeat_seconds)
     print(f"storage: {location.display}  study: {study_name}", flush=True)

@@ -174,10 +174,20 @@ class ProcessRuntime:
             process.join()
             connection.close()
 
-    def _receive(self, deadline: float | None, timeout: float | None):
-        """The worker's next message; raises on a signal, a passed deadline or a dead worker."""
+    def _receive(self, deadline: float | None, timeout: float | None, interruptible: bool = True):
+        """The worker's next message; raises on a signal, a passed deadline or a dead worker.
+
+        The signal and the deadline are checked before every wait, not only when the worker
+        is quiet: a trial of fast epochs sends messages back to back and would starve them.
+        """
         connection, process = self.connection, self.process
         while True:
+            if interruptible and interrupts.requested():
+                self._kill()
+                raise KeyboardInterrupt
+            if deadline is not None and time.monotonic() > deadline:
+                self._kill()
+                raise TrialFailed(f"timed out after {timeout:g} s")
             try:
                 if connection.poll(POLL_SECONDS):
                     return connection.recv()
@@ -186,12 +196,6 @@ class ProcessRuntime:
                 exitcode = process.exitcode
                 self._kill()
                 raise TrialFailed(death_reason(exitcode)) from None
-            if interrupts.requested():
-                self._kill()
-                raise KeyboardInterrupt
-            if deadline is not None and time.monotonic() > deadline:
-                self._kill()
-                raise TrialFailed(f"timed out after {timeout:g} s")
             if not process.is_alive() and not connection.poll(0):
                 exitcode = process.exitcode
                 self._kill()
@@ -281,7 +285,8 @@ class ProcessRuntime:
         if self.process is None:
             raise TrialFailed("the worker that trained the model is gone")
         self._send(("save", model_path, meta_path, meta))
-        message = self._receive(None, None)
+        # A finished trial's model is saved even if Ctrl-C came meanwhile: the run stops after it.
+        message = self._receive(None, None, interruptible=False)
         if message[2] is not None:
             raise RuntimeError(message[2])
         return message[1]

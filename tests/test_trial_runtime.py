@@ -134,6 +134,17 @@ def test_workers_are_recycled_after_n_trials_and_trials_keep_their_results(tmp_p
 
 
 @pytest.mark.slow
+def test_a_worker_past_the_memory_limit_is_replaced_after_its_trial(tmp_path):
+    command = [*small_study(tmp_path), "--n-trials", "2", "--epochs", "1", "--worker-memory-limit", "1"]
+    result = study_cli(*command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    trials = optuna.load_study(study_name="images", storage=f"sqlite:///{tmp_path}/study.db").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert trials[0].user_attrs["worker_pid"] != trials[1].user_attrs["worker_pid"]
+    assert trials[0].user_attrs["peak_rss_mb"] > 1  # why the first worker went
+
+
+@pytest.mark.slow
 def test_the_run_itself_never_imports_tensorflow(tmp_path):
     small_study(tmp_path)
     code = ("import sys; from study.cli import main; code = main(sys.argv[1:]); "
