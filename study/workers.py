@@ -2,7 +2,8 @@
 
 Each worker is the same `python -m study run` command without `--gpus`, with
 CUDA_VISIBLE_DEVICES set to its GPU; the storage coordinates them (trials, the seven, the
-total). SQLite is refused here: it is not safe for parallel workers.
+total). Each such run trains in its own trial worker process, which inherits that variable:
+the worker sees one GPU and owns it (memory growth on); the run itself never imports TensorFlow. SQLite is refused here: it is not safe for parallel workers.
 """
 
 from __future__ import annotations
