@@ -92,17 +92,17 @@ def test_a_worker_killed_mid_trial_fails_only_that_trial_and_the_run_finishes(tm
     command = [*small_study(tmp_path), "--n-trials", "3", "--epochs", "40"]
     run = spawn(*command, cwd=tmp_path)
     storage = f"sqlite:///{tmp_path}/study.db"
-    victim = running_trial(storage, "images")
-    os.kill(victim.user_attrs["worker_pid"], signal.SIGKILL)
+    killed_pid = running_trial(storage, "images").user_attrs["worker_pid"]
+    os.kill(killed_pid, signal.SIGKILL)  # whichever trial it is training now fails
     out, err = run.communicate(timeout=600)
     assert run.returncode == 0, err[-2000:]
     trials = optuna.load_study(study_name="images", storage=storage).trials
-    killed = trials[victim.number]
-    assert killed.state == TrialState.FAIL
-    assert killed.user_attrs["fail_reason"] == "worker died: SIGKILL (out of memory?)"
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs["worker_pid"] == killed_pid
+    assert failed[0].user_attrs["fail_reason"] == "worker died: SIGKILL (out of memory?)"
     assert sum(t.state in FINISHED for t in trials) == 3  # the failed trial was made up for
-    later = [t for t in trials if t.number > victim.number and t.state == TrialState.COMPLETE]
-    assert later and all(t.user_attrs["worker_pid"] != victim.user_attrs["worker_pid"] for t in later)
+    later = [t for t in trials if t.number > failed[0].number]
+    assert later and all(t.user_attrs["worker_pid"] != killed_pid for t in later)
     assert "worker died: SIGKILL (out of memory?)" in out
 
 
@@ -161,28 +161,32 @@ def test_the_run_itself_never_imports_tensorflow(tmp_path):
     assert "tensorflow imported: True" in none.stdout  # the check can tell
 
 
-def kill_run_then_rerun(tmp_path, command: list[str], storage: str, name: str) -> list[optuna.trial.FrozenTrial]:
-    """Start `command`, SIGKILL the run mid-trial, check its worker goes too, run it again to the end."""
+def kill_run_then_rerun(tmp_path, command: list[str], storage: str, name: str):
+    """Start `command`, SIGKILL the run mid-trial, check its worker goes too, run it again to the end.
+
+    Returns the trials at the end and the numbers of those the killed run left RUNNING.
+    """
     run = spawn(*command, cwd=tmp_path)
-    victim = running_trial(storage, name)
+    running_trial(storage, name)
     run.send_signal(signal.SIGKILL)
     run.communicate(timeout=60)
-    assert wait_gone(victim.user_attrs["worker_pid"]), "the worker outlived its run"
+    ghosts = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.RUNNING,))
+    assert len(ghosts) == 1
+    assert wait_gone(ghosts[0].user_attrs["worker_pid"]), "the worker outlived its run"
     again = study_cli(*command, cwd=tmp_path, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     trials = optuna.load_study(study_name=name, storage=storage).trials
-    assert trials[victim.number].state == TrialState.FAIL
-    return trials
+    assert trials[ghosts[0].number].state == TrialState.FAIL
+    return trials, trials[ghosts[0].number]
 
 
 @pytest.mark.slow
 def test_kill_9_of_the_whole_run_on_sqlite_then_the_same_command_reaches_the_total(tmp_path):
     command = [*small_study(tmp_path), "--n-trials", "2", "--epochs", "40"]
     storage = f"sqlite:///{tmp_path}/study.db"
-    trials = kill_run_then_rerun(tmp_path, command, storage, "images")
+    trials, ghost = kill_run_then_rerun(tmp_path, command, storage, "images")
     assert sum(t.state in FINISHED for t in trials) == 2
     assert not [t for t in trials if t.state == TrialState.RUNNING]
-    ghost = next(t for t in trials if t.state == TrialState.FAIL)
     assert ghost.user_attrs["fail_reason"] == "abandoned: its run ended without finishing it"
 
 
@@ -195,9 +199,8 @@ def test_kill_9_of_the_whole_run_on_postgres_then_the_same_command_reaches_the_t
     # run must wait for it to go stale, then run its retry, rather than stop one trial short.
     command = [*small_study(tmp_path), "--n-trials", "2", "--epochs", "40", "--study-name", name,
                "--storage", postgres_url, "--heartbeat-interval", "5"]
-    trials = kill_run_then_rerun(tmp_path, command, postgres_url, name)
+    trials, ghost = kill_run_then_rerun(tmp_path, command, postgres_url, name)
     assert sum(t.state in FINISHED for t in trials) == 2
     assert not [t for t in trials if t.state == TrialState.RUNNING]
-    ghost = next(t for t in trials if t.state == TrialState.FAIL)
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == ghost.number]
     assert len(retries) == 1 and retries[0].state in FINISHED and retries[0].params == ghost.params
