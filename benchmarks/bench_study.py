@@ -23,7 +23,7 @@ def cached_objective(data, weights, args, space: str = "default", isolation: str
     folder = Path(tempfile.mkdtemp(prefix="study-bench-"))
     location = resolve_storage(f"sqlite:///{folder / 'bench.db'}")
     setup, runtime, _, _ = start_runtime(data, SplitConfig(), train, location,
-                                         RunConfig(data.root, isolation=isolation), print_features=False)
+                                         RunConfig(data.root, isolation=isolation), announce=False)
     return Objective(load_space(space), setup, runtime, folder / "best.keras", folder / "best.json")
 
 

@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kt-tuner", choices=("hyperband", "bayesian", "random"), default="hyperband")
     run.add_argument("--precision", choices=("float32", "mixed"), default="float32",
                      help="mixed: float16 compute on a GPU")
+    run.add_argument("--jit", action="store_true", help="compile training steps with XLA (measure it first)")
     run.add_argument("--gpus", help="one worker per listed GPU, e.g. 0,1 (needs PostgreSQL or journal storage)")
     run.add_argument("--heartbeat-interval", type=positive_int, default=RunConfig.heartbeat_seconds,
                      metavar="SECONDS", help="RDB storages: a dead worker's trial is retried after 2 intervals")
@@ -180,7 +181,7 @@ def run_command(args: argparse.Namespace) -> int:
     augment = AugmentConfig(enabled=not args.no_augment).scaled(args.augment_strength)
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
                         alpha=args.alpha, weights=args.weights, mode=args.mode, augment=augment, seed=args.seed,
-                        precision=args.precision, augment_copies=args.cached_augment_copies)
+                        precision=args.precision, augment_copies=args.cached_augment_copies, jit=args.jit)
     config = RunConfig(
         data_dir=args.data, space=args.space, study_name=args.study_name, storage=args.storage,
         n_trials=args.n_trials, timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,

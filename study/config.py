@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     augment_copies: int = 0  # cached modes: augmented passes over the training set, computed once
     precision: str = "float32"  # "mixed" (float16 compute) roughly doubles speed on recent GPUs
+    jit: bool = False  # XLA: opt-in, it made the first fit 2-3x slower on a CPU (benchmarks/gpu.py)
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,8 @@ def make_hypermodel(space: SearchSpace, n_classes: int, train, weights: str | No
             keras.backend.clear_session()
             params = sample_keras_tuner(hp, space)
             return build_model(n_classes=n_classes, image_size=train.image_size, alpha=train.alpha,
-                               weights=weights, mode=train.mode, precision=train.precision, **params)
+                               weights=weights, mode=train.mode, precision=train.precision, jit=train.jit,
+                               **params)
 
         def fit(self, hp, model, *args, **kwargs):
             if deadline is not None and time.time() > deadline:

@@ -102,13 +102,14 @@ def build_base(image_size: int, alpha: float, weights: str | None):
 
 def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str | None,
                 head_depth: int, dense_units: int, dropout: float, learning_rate: float,
-                mode: str = "finetune", precision: str = "float32"):
+                mode: str = "finetune", precision: str = "float32", jit: bool = False):
     """MobileNet -> Flatten -> head_depth x (Dense + Dropout) -> softmax, compiled with Adam.
 
     Args:
         weights: what `resolve_weights` returned (None, "imagenet" or a file path).
         mode: "finetune" trains the base as well (the original), "frozen" only the head.
         precision: "float32", or "mixed" for float16 compute with float32 weights (GPU).
+        jit: compile the training step with XLA (opt-in: measure it, see benchmarks/gpu.py).
     Returns:
         A compiled `keras.Model` taking (image_size, image_size, 3) pixels in 0-255.
     """
@@ -134,7 +135,7 @@ def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str |
         x = base(x)
     outputs = add_head(x, n_classes=n_classes, head_depth=head_depth, dense_units=dense_units, dropout=dropout)
     model = keras.Model(inputs, outputs, name=f"mobilenet_F_{head_depth}xD{dense_units}")
-    return compile_adam(model, learning_rate)
+    return compile_adam(model, learning_rate, jit)
 
 
 def add_head(x, *, n_classes: int, head_depth: int, dense_units: int, dropout: float):
@@ -149,26 +150,27 @@ def add_head(x, *, n_classes: int, head_depth: int, dense_units: int, dropout: f
     return keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="classes")(x)
 
 
-def compile_adam(model, learning_rate: float):
+def compile_adam(model, learning_rate: float, jit: bool = False):
     import keras
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile=jit,  # explicit: Keras' "auto" may change its mind between versions
     )
     return model
 
 
 def build_head(*, feature_shape: tuple[int, ...], n_classes: int, head_depth: int, dense_units: int,
-               dropout: float, learning_rate: float):
+               dropout: float, learning_rate: float, jit: bool = False):
     """The head alone, on cached base outputs of `feature_shape`, compiled with Adam."""
     import keras
 
     inputs = keras.Input(feature_shape, name="base_features")
     outputs = add_head(inputs, n_classes=n_classes, head_depth=head_depth, dense_units=dense_units,
                        dropout=dropout)
-    return compile_adam(keras.Model(inputs, outputs, name=f"head_{head_depth}xD{dense_units}"), learning_rate)
+    return compile_adam(keras.Model(inputs, outputs, name=f"head_{head_depth}xD{dense_units}"), learning_rate, jit)
 
 
 def with_base(head, *, image_size: int, alpha: float, weights: str | None, learning_rate: float,

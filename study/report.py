@@ -335,6 +335,9 @@ def provenance_section(attrs, location, space) -> list[str]:
         gpus = attrs.get("gpus")
         lines.append(f"- Hardware: {attrs['machine']}, {attrs.get('cpu_count', '?')} CPU cores, "
                      f"GPUs: {', '.join(gpus) if gpus else 'none'}")
+    if attrs.get("device"):
+        lines.append(f"- Trials trained on: {attrs['device'].removeprefix('device: ')} "
+                     f"(trial isolation: {attrs.get('isolation', 'none')})")
     versions = attrs.get("packages") or {}
     if versions or attrs.get("python"):
         lines.append(f"- Versions: study {attrs.get('package_version', '?')}, Python {attrs.get('python', '?')}"

@@ -27,6 +27,7 @@ from study.progress import format_trial_line
 from study.search_space import SearchSpace, load_space, seed_trial_params
 from study.storage import (best_model_paths, check_writable, claim_single_writer, exclusive_section,
                            open_storage, resolve_storage)
+from study.devices import describe_devices
 from study.trial_runtime import make_runtime
 from study.trial_training import RunSetup
 
@@ -55,7 +56,7 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def study_attrs(config: RunConfig, space: SearchSpace, data, gpus) -> dict:
+def study_attrs(config: RunConfig, space: SearchSpace, data, prepared) -> dict:
     """What the study remembers about how it was set up (for resumes and the report)."""
     train = asdict(config.train)
     return {
@@ -74,7 +75,8 @@ def study_attrs(config: RunConfig, space: SearchSpace, data, gpus) -> dict:
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()} {platform.processor()}".strip(),
         "cpu_count": os.cpu_count(),
-        "gpus": list(gpus),
+        "gpus": [gpu["name"] for gpu in prepared.gpus],
+        "device": prepared.device,
         "isolation": config.isolation,
         "packages": package_versions(),
     }
@@ -180,7 +182,7 @@ def check_weights_file(weights: str) -> None:
         resolve_weights(weights, 1.0, 224)
 
 
-def start_runtime(data, split, train, location, config_like, print_features: bool = True):
+def start_runtime(data, split, train, location, config_like, announce: bool = True):
     """Write the decoded images beside the storage, start the trial runtime and prepare the run.
 
     Returns (setup, runtime, prepared, data), `data` now memory-mapped from the image cache.
@@ -203,7 +205,10 @@ def start_runtime(data, split, train, location, config_like, print_features: boo
         runtime.close()
         raise
     setup = replace(setup, resolved_weights=prepared.resolved_weights, features_dir=prepared.features_dir)
-    if prepared.features_dir and print_features:
+    prepared = replace(prepared, device=describe_devices(prepared.gpus))
+    if announce:
+        print(prepared.device, flush=True)
+    if prepared.features_dir and announce:
         how = "computed" if prepared.features_computed else "read"
         print(f"features: {how} {prepared.features_dir} ({'x'.join(map(str, prepared.feature_shape))} per image, "
               f"{prepared.feature_rows} training rows) in {time.perf_counter() - started:.1f} s", flush=True)
@@ -260,7 +265,7 @@ def open_run_study(config: RunConfig, space: SearchSpace, location, study_name: 
     )
     check_resumable(study, space, data, train)
     if not study.user_attrs:
-        for key, value in study_attrs(config, space, data, prepared.gpus).items():
+        for key, value in study_attrs(config, space, data, prepared).items():
             study.set_user_attr(key, value)
         study.set_metric_names([METRIC_NAME])
     commands = list(study.user_attrs.get("command_lines", []))

@@ -61,12 +61,13 @@ class Prepared:
     """What `prepare_run` found and made: weights, devices, cached features."""
 
     resolved_weights: str | None
-    gpus: tuple[str, ...]
+    gpus: tuple[dict, ...]  # {"device": "/physical_device:GPU:0", "name": "NVIDIA H200"} per GPU TensorFlow sees
     features_dir: str | None = None
     feature_shape: tuple[int, ...] = ()
     feature_rows: int = 0
     features_computed: bool = False
     seconds: float = 0.0
+    device: str = ""  # the run's one-line description, added by the run (see study.devices)
 
 
 @dataclass
@@ -96,29 +97,17 @@ class TrialTimedOut(Exception):
     """The trial ran past its time limit."""
 
 
-def configure_devices() -> tuple[str, ...]:
-    """Let TensorFlow take GPU memory as it needs it (not all at once); returns the GPUs it sees."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised in this process: the setting is fixed
-            pass
-    return tuple(gpu.name for gpu in gpus)
-
-
 def prepare_run(setup: RunSetup) -> Prepared:
     """Check weights and precision against this process's devices; compute or read cached features.
 
     Raises a StudyError subclass (one line for the user) when the run cannot start.
     """
+    from study.devices import tensorflow_gpus
     from study.errors import StudyError
     from study.model import check_weights
 
     started = time.perf_counter()
-    gpus = configure_devices()
+    gpus = tensorflow_gpus()
     train = setup.train
     if train.precision == "mixed" and not gpus:
         raise StudyError("--precision mixed needs a GPU, and TensorFlow sees none on this machine")
@@ -234,10 +223,10 @@ class TrialTrainer:
             x, _ = self.arrays(setup.features_dir, "features")
             return build_head(feature_shape=tuple(x["train"].shape[1:]), n_classes=len(setup.class_names),
                               head_depth=params["head_depth"], dense_units=params["dense_units"],
-                              dropout=params["dropout"], learning_rate=params["learning_rate"])
+                              dropout=params["dropout"], learning_rate=params["learning_rate"], jit=train.jit)
         return build_model(
             n_classes=len(setup.class_names), image_size=train.image_size, alpha=train.alpha,
-            weights=setup.resolved_weights, mode=train.mode, precision=train.precision,
+            weights=setup.resolved_weights, mode=train.mode, precision=train.precision, jit=train.jit,
             head_depth=params["head_depth"], dense_units=params["dense_units"], dropout=params["dropout"],
             learning_rate=params["learning_rate"],
         )

@@ -9,7 +9,6 @@ the worker sees one GPU and owns it (memory growth on); the run itself never imp
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,11 +27,9 @@ def parse_gpus(text: str) -> list[str]:
 
 def visible_gpus() -> list[str]:
     """Indices of this machine's NVIDIA GPUs, from nvidia-smi (empty when there is none)."""
-    if shutil.which("nvidia-smi") is None:
-        return []
-    result = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                            capture_output=True, text=True)
-    return [line.strip() for line in result.stdout.splitlines() if line.strip()] if result.returncode == 0 else []
+    from study.devices import nvidia_smi_gpus
+
+    return [gpu.index for gpu in nvidia_smi_gpus()]
 
 
 def check_worker_setup(gpus: list[str], storage_url: str | None, available: list[str]) -> None:
