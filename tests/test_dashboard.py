@@ -74,21 +74,22 @@ def test_dashboard_lists_the_study_and_serves_a_trial_artifact(finished_study):
     finally:
         server.terminate()
         server.wait(timeout=20)
-    assert server.returncode is not None
+    assert server.returncode == 0
 
 
 @pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
 def test_dashboard_binds_where_asked_and_warns_off_loopback(tmp_path, monkeypatch, capsys, host, warned):
     import optuna_dashboard
 
-    from study.dashboard import serve_dashboard
+    from study import dashboard
     from study.storage import resolve_storage
 
     calls = []
-    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kwargs: calls.append(kwargs))
-    assert serve_dashboard(resolve_storage("sqlite:///s.db", tmp_path), host=host, port=8123) == 0
-    (kwargs,) = calls
-    assert kwargs["host"] == host and kwargs["port"] == 8123
+    monkeypatch.setattr(optuna_dashboard, "wsgi", lambda storage, **kwargs: ("app", kwargs))
+    monkeypatch.setattr(dashboard, "serve_until_signal", lambda app, host, port: calls.append((app, host, port)))
+    assert dashboard.serve_dashboard(resolve_storage("sqlite:///s.db", tmp_path), host=host, port=8123) == 0
+    ((app, kwargs), served_host, served_port), = calls
+    assert served_host == host and served_port == 8123
     assert kwargs["artifact_store"] is not None and (tmp_path / "artifacts").is_dir()
     assert ("no login" in capsys.readouterr().err) == warned
 
