@@ -1,9 +1,11 @@
 """`python -m study run`: check the inputs, open or resume the study, enqueue the seeds, optimize.
 
-Everything that can be checked before the first trial is checked here (space file, storage
-URL, data folder, weights), so bad input fails in seconds with one line and the storage is
-not touched. The study's total trial count is `n_trials`: re-running the same command
-resumes it and stops once that many trials have completed or been pruned.
+Everything that can be checked before the first trial is checked here or in the trial
+runtime's `prepare` (space file, storage URL, data folder, weights, device), so bad input
+fails in seconds with one line and the storage is not touched. The study's total trial count
+is `n_trials`: re-running the same command resumes it and stops once that many trials have
+completed or been pruned. Trials train in the runtime `--isolation` names (see
+`trial_runtime`); this process keeps the study loop and never imports TensorFlow.
 """
 
 from __future__ import annotations
