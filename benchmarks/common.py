@@ -1,4 +1,4 @@
-"""Shared set-up of the benchmarks: data, weights, timing, memory and the printed table.
+"""Shared set-up of the benchmarks: data, weights, timing and the printed table.
 
 Every benchmark measures the things it compares side by side in one process and prints a
 small markdown table and their ratio; `--smoke` runs it on a few generated images so the
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -49,17 +48,6 @@ def prepare(args):
         args.weights, args.image_size, args.epochs = "none", 32, 1
     data = load_splits(args.data, args.image_size, SplitConfig(), seed=0, warn=lambda line: None)
     return data, check_weights(args.weights, args.alpha, args.image_size)
-
-
-def rss_mb() -> float:
-    """Current resident memory of this process, in MiB (Linux /proc)."""
-    with open("/proc/self/statm") as handle:
-        pages = int(handle.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class Timer:

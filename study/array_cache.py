@@ -1,6 +1,8 @@
 """Decoded images on disk: each split written once as .npy files beside the storage, then memory-mapped.
 
-A trial worker process is recycled every few trials; it must not decode the image folder
+`write_split_arrays` / `read_split_arrays` are the on-disk form shared with the feature
+cache (`study.features`): one folder per key, `<split>_x.npy` and `<split>_y.npy`, published
+atomically. A trial worker process is recycled every few trials; it must not decode the image folder
 again, and several workers must not each hold a private copy of the pixels. The run decodes
 once, writes the splits into `image-cache/<key>/` (the key covers the data fingerprint, the
 split and the image size) and every process memory-maps them: the pages are shared and read
@@ -15,6 +17,7 @@ import os
 import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -31,38 +34,48 @@ def image_cache_key(data: DataSplits, split: SplitConfig, image_size: int) -> tu
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16], record
 
 
-def write_image_cache(data: DataSplits, split: SplitConfig, image_size: int, cache_root: Path) -> Path:
-    """Write the splits of `data` under `cache_root` unless they are there already; returns the folder.
+def write_split_arrays(cache_root: Path, key: str, record: dict,
+                       split_arrays: Callable[[str], tuple[np.ndarray, np.ndarray]]) -> tuple[Path, bool]:
+    """Write `split_arrays(split)` -> (x, y) for every split into `cache_root/key/` unless it is
+    there already; returns (folder, whether this call wrote it).
 
     The folder appears atomically (written under a temporary name, then renamed), so a
-    reader never sees half of it and two runs writing at once both end with one copy.
+    reader never sees half of it and two processes writing at once both end with one copy.
+    Splits are produced one at a time, so only one split's arrays are held at once.
     """
-    key, record = image_cache_key(data, split, image_size)
     folder = cache_root / key
     if (folder / "meta.json").is_file():
-        return folder
+        return folder, False
     partial = cache_root / f".{key}.{os.getpid()}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     for name in SPLITS:
-        np.save(partial / f"{name}_x.npy", np.ascontiguousarray(data.x[name]))
-        np.save(partial / f"{name}_y.npy", data.y[name])
+        x, y = split_arrays(name)
+        np.save(partial / f"{name}_x.npy", np.ascontiguousarray(x))
+        np.save(partial / f"{name}_y.npy", y)
     (partial / "meta.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     try:
         os.replace(partial, folder)
-    except OSError:  # another run finished the same folder first; use theirs
+    except OSError:  # another process finished the same folder first; use theirs
         shutil.rmtree(partial, ignore_errors=True)
-    return folder
+    return folder, True
 
 
-def read_image_cache(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def read_split_arrays(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(x, y) per split from a cache folder; x memory-mapped read-only, y (small) in memory."""
     x = {name: np.load(folder / f"{name}_x.npy", mmap_mode="r") for name in SPLITS}
     y = {name: np.load(folder / f"{name}_y.npy") for name in SPLITS}
     return x, y
 
 
+def write_image_cache(data: DataSplits, split: SplitConfig, image_size: int, cache_root: Path) -> Path:
+    """Write the decoded splits of `data` under `cache_root` unless they are there already; the folder."""
+    key, record = image_cache_key(data, split, image_size)
+    folder, _ = write_split_arrays(cache_root, key, record, lambda name: (data.x[name], data.y[name]))
+    return folder
+
+
 def memory_mapped(data: DataSplits, folder: Path) -> DataSplits:
     """`data` with its pixel arrays replaced by memory maps of the cache folder (frees the copies)."""
-    x, y = read_image_cache(folder)
+    x, y = read_split_arrays(folder)
     return replace(data, x=x, y=y)

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from study.data import SPLITS, DataSplits, make_augmenter
+from study.array_cache import read_split_arrays, write_split_arrays
 from study.config import AugmentConfig
+from study.data import DataSplits, make_augmenter
 
 CACHE_DIR_NAME = "feature-cache"
 
@@ -83,31 +82,20 @@ def cached_features(data: DataSplits, base, cache_root: Path, weights_id: str, *
     augment = augment or AugmentConfig()
     key, record = cache_key(data.fingerprint, data.counts(), data.seed, alpha, image_size, weights_id,
                             augment_copies, augment)
-    folder = cache_root / key
-    computed = False
-    if not (folder / "meta.json").is_file():
-        computed = True
-        partial = cache_root / f".{key}.{os.getpid()}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        for split in SPLITS:
-            features = base_outputs(base, data.x[split])
-            labels = data.y[split]
-            if split == "train" and augment_copies:
-                copies = [features]
-                for copy in range(augment_copies):
-                    augmenter = make_augmenter(AugmentConfig(True, augment.flip, augment.rotation, augment.zoom),
-                                               seed + 100 * (copy + 1))
-                    copies.append(base_outputs(base, data.x[split], augmenter=augmenter))
-                features = np.concatenate(copies)
-                labels = np.tile(labels, augment_copies + 1)
-            np.save(partial / f"{split}_x.npy", features)
-            np.save(partial / f"{split}_y.npy", labels)
-        (partial / "meta.json").write_text(json.dumps(record, indent=1))
-        try:
-            os.replace(partial, folder)  # atomic: a half-written cache is never read
-        except OSError:  # another worker finished first; use theirs
-            shutil.rmtree(partial, ignore_errors=True)
-    x = {split: np.load(folder / f"{split}_x.npy", mmap_mode="r") for split in SPLITS}
-    y = {split: np.load(folder / f"{split}_y.npy") for split in SPLITS}
+
+    def split_features(split: str) -> tuple[np.ndarray, np.ndarray]:
+        features = base_outputs(base, data.x[split])
+        labels = data.y[split]
+        if split == "train" and augment_copies:
+            copies = [features]
+            for copy in range(augment_copies):
+                augmenter = make_augmenter(AugmentConfig(True, augment.flip, augment.rotation, augment.zoom),
+                                           seed + 100 * (copy + 1))
+                copies.append(base_outputs(base, data.x[split], augmenter=augmenter))
+            features = np.concatenate(copies)
+            labels = np.tile(labels, augment_copies + 1)
+        return features, labels
+
+    folder, computed = write_split_arrays(cache_root, key, record, split_features)
+    x, y = read_split_arrays(folder)
     return FeatureSet(x, y, key, folder, computed)

@@ -49,9 +49,3 @@ def raise_if_requested() -> None:
     """Raise KeyboardInterrupt if a stop was asked for since the handler was installed."""
     if _requested is not None:
         raise KeyboardInterrupt
-
-
-def reset() -> None:
-    """Forget a recorded request (tests, and a process that handled it)."""
-    global _requested
-    _requested = None

@@ -65,7 +65,6 @@ class Objective:
             result = self.runtime.run(self.setup, job, TrialHooks(on_built, on_epoch), log)
         except optuna.TrialPruned:
             self._record_epochs(trial, log)
-            self._record_worker(trial)
             self._record_artifacts(trial, params, "PRUNED", log.history, None, None)
             raise
         except KeyboardInterrupt:
@@ -78,10 +77,10 @@ class Objective:
                 reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
             trial.set_user_attr("fail_reason", reason)
             self._record_epochs(trial, log)
-            self._record_worker(trial)
             raise
+        finally:  # also when the worker died before the model was built
+            self._record_worker(trial)
 
-        self._record_worker(trial)
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("test_accuracy", result.test_accuracy)
         trial.set_user_attr("train_seconds", result.train_seconds)

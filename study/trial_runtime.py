@@ -211,17 +211,23 @@ class ProcessRuntime:
 
     # -- the runtime interface ------------------------------------------------------------------
 
-    def prepare(self, setup: RunSetup) -> Prepared:
-        """Check weights and devices and compute cached features, in a worker."""
+    def _call(self, target: str, kwargs: dict):
+        """Send a `call` to the worker and return its reply; a signal while waiting kills it."""
         self._ensure_worker()
         try:
-            self._send(("prepare", setup))
-            message = self._receive(None, None)
+            self._send(("call", target, kwargs))
+            return self._receive(None, None)
+        except BaseException as error:
+            if not isinstance(error, TrialFailed):  # TrialFailed: the worker is already gone
+                self._kill()
+            raise
+
+    def prepare(self, setup: RunSetup) -> Prepared:
+        """Check weights and devices and compute cached features, in the worker that trains next."""
+        try:
+            message = self._call("study.trial_training:prepare_run", {"setup": setup})
         except TrialFailed as failure:
             raise StudyError(f"the trial worker could not start the run: {failure.reason}") from None
-        except BaseException:
-            self._kill()
-            raise
         if message[0] == "error":
             raise StudyError(message[2])
         return message[1]
@@ -298,14 +304,7 @@ class ProcessRuntime:
         this call and is replaced afterwards. A StudyError in it comes back as one; a dead
         worker raises TrialFailed with the reason.
         """
-        self._ensure_worker()
-        try:
-            self._send(("call", target, kwargs))
-            message = self._receive(None, None)
-        except BaseException as error:
-            if not isinstance(error, TrialFailed):
-                self._kill()
-            raise
+        message = self._call(target, kwargs)
         self.served = self.trials_per_worker  # recycle before anything else runs here
         if message[0] == "error":
             raise (StudyError if message[1] == "usage" else RuntimeError)(message[2])

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from study.config import TrainConfig
+from study.model import count_params
 from study.training import EpochLog, fit_best_epoch
 
 
@@ -121,10 +122,10 @@ def prepare_run(setup: RunSetup) -> Prepared:
 
 def load_splits_from_cache(setup: RunSetup):
     """The run's decoded splits, memory-mapped from the image cache."""
-    from study.array_cache import read_image_cache
+    from study.array_cache import read_split_arrays
     from study.data import DataSplits
 
-    x, y = read_image_cache(Path(setup.images_dir))
+    x, y = read_split_arrays(Path(setup.images_dir))
     return DataSplits(Path(setup.data_root), list(setup.class_names), x, y, [], setup.data_fingerprint,
                       setup.split_seed)
 
@@ -158,19 +159,12 @@ class TrialTrainer:
         self.setup: RunSetup | None = None
         self.job: TrialJob | None = None
 
-    def arrays(self, folder: str, kind: str):
+    def arrays(self, folder: str):
+        """(x, y) per split of an image-cache or feature-cache folder, opened once."""
         if folder not in self._arrays:
-            import numpy as np
+            from study.array_cache import read_split_arrays
 
-            from study.array_cache import read_image_cache
-            from study.data import SPLITS
-
-            if kind == "images":
-                self._arrays[folder] = read_image_cache(Path(folder))
-            else:
-                x = {s: np.load(Path(folder) / f"{s}_x.npy", mmap_mode="r") for s in SPLITS}
-                y = {s: np.load(Path(folder) / f"{s}_y.npy") for s in SPLITS}
-                self._arrays[folder] = (x, y)
+            self._arrays[folder] = read_split_arrays(Path(folder))
         return self._arrays[folder]
 
     def release(self) -> None:
@@ -197,7 +191,7 @@ class TrialTrainer:
             model, extra["head_only_val_accuracy"] = self._stage2_model(setup, job)
         else:
             model = self._search_model(setup, job.params)
-        hooks.on_built(*count(model))
+        hooks.on_built(*count_params(model))
         train_data, val_data, test_data = self._datasets(setup, job)
         deadline = time.monotonic() + job.timeout if job.timeout else None
 
@@ -220,7 +214,7 @@ class TrialTrainer:
 
         train = setup.train
         if setup.uses_features:
-            x, _ = self.arrays(setup.features_dir, "features")
+            x, _ = self.arrays(setup.features_dir)
             return build_head(feature_shape=tuple(x["train"].shape[1:]), n_classes=len(setup.class_names),
                               head_depth=params["head_depth"], dense_units=params["dense_units"],
                               dropout=params["dropout"], learning_rate=params["learning_rate"], jit=train.jit)
@@ -240,7 +234,7 @@ class TrialTrainer:
 
         params, batch = job.params, setup.train.batch_size
         head = self._search_model(setup, params)
-        x, y = self.arrays(setup.features_dir, "features")
+        x, y = self.arrays(setup.features_dir)
         head_fit = fit_best_epoch(head, make_dataset(x["train"], y["train"], batch, shuffle=True, seed=setup.train.seed),
                                   make_dataset(x["val"], y["val"], batch), setup.train.epochs)
         keras.utils.set_random_seed(setup.train.seed)
@@ -255,10 +249,10 @@ class TrialTrainer:
 
         batch = setup.train.batch_size
         if setup.uses_features and job.kind == "search":
-            x, y = self.arrays(setup.features_dir, "features")
+            x, y = self.arrays(setup.features_dir)
             return (make_dataset(x["train"], y["train"], batch, shuffle=True, seed=job.seed),
                     make_dataset(x["val"], y["val"], batch), make_dataset(x["test"], y["test"], batch))
-        x, y = self.arrays(setup.images_dir, "images")
+        x, y = self.arrays(setup.images_dir)
         return (make_dataset(x["train"], y["train"], batch, shuffle=True, augment=setup.train.augment, seed=job.seed),
                 make_dataset(x["val"], y["val"], batch), make_dataset(x["test"], y["test"], batch))
 
@@ -276,12 +270,6 @@ class TrialTrainer:
             return save_best_model(model, Path(model_path), Path(meta_path), meta)
         finally:
             self.release()
-
-
-def count(model) -> tuple[int, int]:
-    from study.model import count_params
-
-    return count_params(model)
 
 
 def peak_rss_mb() -> float:

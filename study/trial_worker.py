@@ -1,10 +1,11 @@
 """The trial worker process: imports TensorFlow once and trains the trials its parent sends.
 
 Started by `trial_runtime.ProcessRuntime` with the `spawn` method (TensorFlow is not
-fork-safe). It talks over one pipe: the parent sends `prepare`, `trial`, `save`, `call` and `exit`;
-the worker answers (`call` runs a whole job, such as a Keras Tuner search, and returns its
-plain result), and during a trial sends the model's size, then each epoch's metrics and
-waits for `continue` or `stop` (the parent's pruner decides). It ignores Ctrl-C and SIGTERM,
+fork-safe). It talks over one pipe: the parent sends `trial`, `save`, `call` and `exit`;
+the worker answers (`call` runs a function by name, such as the run's preparation or a whole
+Keras Tuner search, and returns its plain result), and during a trial sends the model's
+size, then each epoch's metrics, and waits for `continue` or `stop` (the parent's pruner
+decides). It ignores Ctrl-C and SIGTERM,
 which are the parent's to handle, and exits on its own when the parent is gone.
 """
 
@@ -57,7 +58,7 @@ def serve(connection) -> None:
     exit_with_parent()
 
     from study.errors import StudyError
-    from study.trial_training import TrialTrainer, prepare_run
+    from study.trial_training import TrialTrainer
 
     import tensorflow  # noqa: F401  (imported once here, before the first trial is timed)
 
@@ -71,22 +72,13 @@ def serve(connection) -> None:
         kind = message[0]
         if kind == "exit":
             return
-        if kind == "prepare":
-            try:
-                connection.send(("prepared", prepare_run(message[1])))
-            except StudyError as error:
-                connection.send(("error", "usage", str(error)))
-            except Exception as error:
-                connection.send(("error", "internal", short_reason(error)))
-        elif kind == "trial":
+        if kind == "trial":
             run_trial(connection, trainer, message[1], message[2])
         elif kind == "save":
             try:
                 connection.send(("saved", trainer.save(*message[1:]), None))
             except Exception as error:
                 connection.send(("saved", False, short_reason(error)))
-        elif kind == "release":
-            trainer.release()
         elif kind == "call":
             trainer.release()
             try:
@@ -98,7 +90,8 @@ def serve(connection) -> None:
 
 
 def call(target: str, kwargs: dict):
-    """Call `module:function` with `kwargs` (a whole job that trains, e.g. a Keras Tuner search)."""
+    """Call `module:function` with `kwargs`: the run's preparation, or a whole job that trains
+    (a Keras Tuner search)."""
     import importlib
 
     module, _, function = target.partition(":")

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from study.trial_runtime import death_reason
 from tests.conftest import REPO, SMALL_SPACE, write_class_images
 from tests.test_cli import study_cli
-from tests.test_workers import LONG_TRIALS, spawn
+from tests.test_workers import LONG_TRIALS, spawn, wait_for_running_trial
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -25,21 +25,6 @@ def small_study(tmp_path, n_trials: int = 3) -> list[str]:
     write_class_images(tmp_path / "images", {"a": 8, "b": 8})
     (tmp_path / "small.toml").write_text(f"n_trials = {n_trials}\n" + SMALL_SPACE)
     return ["run", "--data", "images", "--space", "small.toml", *LONG_TRIALS]
-
-
-def running_trial(storage: str, name: str, timeout: float = 180) -> optuna.trial.FrozenTrial:
-    """Poll until a trial has reported an epoch and named its worker; that trial."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
-        except Exception:  # the run may still be creating the tables or the study
-            trials = []
-        for trial in trials:
-            if trial.state == TrialState.RUNNING and trial.intermediate_values and "worker_pid" in trial.user_attrs:
-                return trial
-        time.sleep(0.2)
-    raise AssertionError(f"no trial of {name} reached its first epoch within {timeout} s")
 
 
 def wait_gone(pid: int, timeout: float = 60) -> bool:
@@ -92,7 +77,7 @@ def test_a_worker_killed_mid_trial_fails_only_that_trial_and_the_run_finishes(tm
     command = [*small_study(tmp_path), "--n-trials", "3", "--epochs", "40"]
     run = spawn(*command, cwd=tmp_path)
     storage = f"sqlite:///{tmp_path}/study.db"
-    killed_pid = running_trial(storage, "images").user_attrs["worker_pid"]
+    killed_pid = wait_for_running_trial(storage, "images").user_attrs["worker_pid"]
     os.kill(killed_pid, signal.SIGKILL)  # whichever trial it is training now fails
     out, err = run.communicate(timeout=600)
     assert run.returncode == 0, err[-2000:]
@@ -167,7 +152,7 @@ def kill_run_then_rerun(tmp_path, command: list[str], storage: str, name: str):
     Returns the trials at the end and the numbers of those the killed run left RUNNING.
     """
     run = spawn(*command, cwd=tmp_path)
-    running_trial(storage, name)
+    wait_for_running_trial(storage, name)
     run.send_signal(signal.SIGKILL)
     run.communicate(timeout=60)
     ghosts = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.RUNNING,))

@@ -32,8 +32,11 @@ def spawn(*args: str, cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_running_trial(storage: str, name: str, after_complete: int, timeout: float = 180) -> int:
-    """Poll until `after_complete` trials completed and another has reported an epoch; its number."""
+def wait_for_running_trial(storage: str, name: str, after_complete: int = 0,
+                           timeout: float = 180) -> optuna.trial.FrozenTrial:
+    """Poll until `after_complete` trials completed and another has reported an epoch; that trial.
+
+    With worker processes, such a trial already names its worker (`worker_pid`)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -43,7 +46,7 @@ def wait_for_running_trial(storage: str, name: str, after_complete: int, timeout
         done = sum(t.state == TrialState.COMPLETE for t in trials)
         running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
         if done >= after_complete and running:
-            return running[0].number
+            return running[0]
         time.sleep(0.2)
     raise AssertionError(f"no trial of {name} reached its first epoch within {timeout} s")
 
@@ -76,7 +79,7 @@ def test_a_signal_ends_the_trial_as_interrupted_and_the_same_command_resumes(tmp
     command = ["run", "--data", "images", "--space", "small.toml", "--n-trials", "1", *LONG_TRIALS, *LONG_EPOCHS]
     worker = spawn(*command, cwd=tmp_path)
     storage = f"sqlite:///{tmp_path}/study.db"
-    number = wait_for_running_trial(storage, "images", after_complete=0)
+    number = wait_for_running_trial(storage, "images").number
     worker.send_signal(signal_number)
     _, stderr = worker.communicate(timeout=120)
     assert worker.returncode == 130
@@ -129,7 +132,7 @@ def test_a_killed_workers_trial_is_failed_and_rerun_by_another(tmp_path, postgre
                          "--storage", postgres_url, "--n-trials", "1", *LONG_TRIALS, "--epochs", "1", cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr[-1500:]
     first = spawn(*args, "--epochs", "3000", cwd=tmp_path)
-    stale_number = wait_for_running_trial(postgres_url, name, after_complete=1)
+    stale_number = wait_for_running_trial(postgres_url, name, after_complete=1).number
     before = {t.number: t.value for t in optuna.load_study(study_name=name, storage=postgres_url).trials
               if t.state == TrialState.COMPLETE}
     first.send_signal(signal.SIGKILL)
