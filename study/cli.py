@@ -17,13 +17,11 @@ Bad input ends with one line `study: error: ...` and exit code 2; no traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
-import warnings
 from pathlib import Path
 
-from study import interrupts
+from study import interrupts, quiet
 from study.config import AugmentConfig, RunConfig, SplitConfig, TrainConfig
 from study.errors import StudyError
 from study.model import ALPHA_FILE_TAGS, MIN_IMAGE_SIZE, MODES
@@ -123,7 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also replace a worker whose resident memory passed MIB (default: half the machine's)")
     run.add_argument("--trial-timeout", type=positive_number, metavar="SECONDS",
                      help="end a trial that runs longer; it fails as 'timed out after SECONDS s'")
-    run.add_argument("--verbose", action="store_true", help="print Keras' per-epoch lines")
 
     evaluate = commands.add_parser("evaluate", help="accuracy of a study's best model on another folder")
     evaluate.add_argument("--data", type=Path, required=True)
@@ -160,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
 
     commands.add_parser("demo", help="a short study on generated images (no data, GPU or network needed)")
+    for command in commands.choices.values():
+        command.add_argument("--verbose", action="store_true",
+                             help="show everything: TensorFlow's native log lines, library warnings, Keras' "
+                                  "per-epoch lines")
     return parser
 
 
@@ -281,18 +282,18 @@ def command_line() -> str:
     return mask_password(" ".join(shlex.quote(a) for a in ["python", "-m", "study", *sys.argv[1:]]))
 
 
-def quiet_tensorflow() -> None:
-    """Hide TensorFlow's C++ start-up chatter unless the user asked for it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def main(argv: list[str] | None = None, filter_stderr: bool = False) -> int:
+    """Parse `argv`, run the sub-command, return its exit code.
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse `argv`, run the sub-command, return its exit code."""
-    quiet_tensorflow()
+    `filter_stderr` (set by `python -m study`) hides TensorFlow's native log lines on fd 2 for
+    this process and its workers, unless `--verbose`.
+    """
     interrupts.install()  # SIGTERM (a scheduler, `kill`) ends the run like Ctrl-C
-    # Optuna marks set_metric_names and the artifact API experimental; they are what we mean to use.
-    warnings.filterwarnings("ignore", message=r".* is experimental \(supported from")
     args = build_parser().parse_args(argv)
+    quiet.set_verbose(args.verbose)
+    quiet.quiet_python_warnings()
+    if filter_stderr:
+        quiet.filter_native_stderr()
     try:
         return COMMANDS[args.command](args)
     except StudyError as error:

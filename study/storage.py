@@ -14,6 +14,7 @@ import os
 import random
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -83,6 +84,20 @@ def resolve_storage(url: str | None, working_dir: Path | None = None) -> Storage
     return StorageLocation(url, working_dir)
 
 
+@contextlib.contextmanager
+def experimental_features_accepted():
+    """Optuna's heartbeats and their retry callback are experimental; we use them on purpose,
+    so their warnings are noise (shown with `--verbose`)."""
+    from study.quiet import is_verbose
+
+    with warnings.catch_warnings():
+        if not is_verbose():
+            import optuna
+
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def open_storage(location: StorageLocation, heartbeat_seconds: int | None = None):
     """An Optuna storage for the location; failures become one-line StorageErrors.
 
@@ -104,16 +119,17 @@ def open_storage(location: StorageLocation, heartbeat_seconds: int | None = None
         engine_kwargs = {"connect_args": {"timeout": 60}}  # wait for a writer rather than fail
     elif location.scheme == "postgresql":
         engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
-    heartbeat = {}
-    if heartbeat_seconds:
-        heartbeat = {
-            "heartbeat_interval": heartbeat_seconds,
-            "grace_period": 2 * heartbeat_seconds,
-            "heartbeat_stale_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1),
-        }
     for attempt in range(TABLE_CREATION_ATTEMPTS):
         try:
-            return optuna.storages.RDBStorage(location.url, engine_kwargs=engine_kwargs, **heartbeat)
+            with experimental_features_accepted():
+                heartbeat = {}
+                if heartbeat_seconds:
+                    heartbeat = {
+                        "heartbeat_interval": heartbeat_seconds,
+                        "grace_period": 2 * heartbeat_seconds,
+                        "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                    }
+                return optuna.storages.RDBStorage(location.url, engine_kwargs=engine_kwargs, **heartbeat)
         except Exception as error:
             # Workers starting together on a new database race to create Optuna's tables; the
             # losers see "already exists" or a duplicate key, and find the tables on a retry.

@@ -58,8 +58,10 @@ def serve(connection) -> None:
     exit_with_parent()
 
     from study.errors import StudyError
+    from study.quiet import quiet_python_warnings
     from study.trial_training import TrialTrainer
 
+    quiet_python_warnings()  # the run's filters are not inherited by a spawned process
     import tensorflow  # noqa: F401  (imported once here, before the first trial is timed)
 
     connection.send(("ready", os.getpid()))
