@@ -18,7 +18,7 @@ from study.config import AugmentConfig, RunConfig, SplitConfig, TrainConfig
 from study.data import load_splits
 from study.errors import StorageError
 from study.objective import Objective
-from study.progress import format_trial_line
+from study.progress import LiveTrialLine, format_trial_line
 from study.runner import check_weights_file, fail_abandoned_trials, start_runtime
 from study.search_space import parse_space
 from study.storage import StorageLocation, best_model_paths, claim_single_writer, load_study, open_storage
@@ -101,7 +101,8 @@ def confirm_runs(location, storage, study_name: str, chosen, seeds: int, space, 
           f"{missing} run(s) to do", flush=True)
     if missing:
         model_path, meta_path = best_model_paths(location, name)
-        objective = Objective(space, setup, runtime, model_path, meta_path, artifact_store=artifact_store(location))
+        objective = Objective(space, setup, runtime, model_path, meta_path, artifact_store=artifact_store(location),
+                              live_line=LiveTrialLine())
         with interrupts.deferred():
             confirm.optimize(objective, n_trials=missing, catch=(Exception,), gc_after_trial=True,
                              callbacks=[lambda s, t: print(format_trial_line(s, t), flush=True),

@@ -27,7 +27,8 @@ class Objective:
     """Callable objective shared by all trials of one run."""
 
     def __init__(self, space: SearchSpace, setup: RunSetup, runtime, model_path: Path, meta_path: Path,
-                 artifact_store=None, trial_timeout: float | None = None, job_options: dict | None = None):
+                 artifact_store=None, trial_timeout: float | None = None, job_options: dict | None = None,
+                 live_line=None):
         self.space = space
         self.setup = setup
         self.train = setup.train
@@ -37,6 +38,7 @@ class Objective:
         self.artifact_store = artifact_store  # None: no dashboard artifacts or notes
         self.trial_timeout = trial_timeout
         self.job_options = job_options or {}  # TrialJob fields: kind, unfreeze_blocks, lr_factor
+        self.live_line = live_line  # progress.LiveTrialLine, or None
 
     def __call__(self, trial: optuna.Trial) -> float:
         interrupts.raise_if_requested()
@@ -54,6 +56,8 @@ class Objective:
 
         def on_epoch(epoch: int, epoch_log: EpochLog) -> None:
             self._record_epochs(trial, epoch_log)
+            if self.live_line is not None:
+                self.live_line.epoch(epoch, epoch_log.history["val_accuracy"][-1])
             trial.report(epoch_log.history["val_accuracy"][-1], step=epoch)
             # After the last epoch there is nothing left to save: the trial completes.
             if not is_seed and epoch < self.train.epochs and trial.should_prune():
@@ -61,6 +65,8 @@ class Objective:
 
         job = TrialJob(trial.number, params, self.train.seed + trial.number, timeout=self.trial_timeout,
                        **self.job_options)
+        if self.live_line is not None:
+            self.live_line.start(trial.number, self.train.epochs)
         try:
             result = self.runtime.run(self.setup, job, TrialHooks(on_built, on_epoch), log)
         except optuna.TrialPruned:
@@ -79,6 +85,8 @@ class Objective:
             self._record_epochs(trial, log)
             raise
         finally:  # also when the worker died before the model was built
+            if self.live_line is not None:
+                self.live_line.stop()
             self._record_worker(trial)
 
         trial.set_user_attr("best_epoch", result.best_epoch)

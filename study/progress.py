@@ -29,3 +29,46 @@ def format_trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> s
     except ValueError:
         pass
     return "  ".join(parts)
+
+
+class LiveTrialLine:
+    """On a terminal, one line that lives while a trial trains: epoch k/N, the last validation
+    accuracy and the seconds so far; it disappears when the trial's own line is printed.
+
+    Off (every method a no-op) when the output is not a terminal, so logs and pipes get the
+    plain per-trial lines only, and with `--verbose`, whose Keras lines would tear it.
+    """
+
+    def __init__(self, enabled: bool | None = None, console=None):
+        import sys
+
+        from study.quiet import is_verbose
+
+        if enabled is None:
+            enabled = sys.stdout.isatty() and not is_verbose()
+        self.enabled = enabled
+        self._console = console
+        self._progress = None
+        self._task = None
+
+    def start(self, number: int, epochs: int) -> None:
+        if not self.enabled:
+            return
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        self.stop()
+        self._progress = Progress(
+            TextColumn(f"trial {number:>3} training"), BarColumn(bar_width=20),
+            TextColumn("epoch {task.completed}/{task.total}"), TextColumn("{task.fields[val]}"),
+            TextColumn("{task.elapsed:.0f} s"), console=self._console, transient=True, refresh_per_second=4)
+        self._task = self._progress.add_task("trial", total=epochs, val="")
+        self._progress.start()
+
+    def epoch(self, epoch: int, val_accuracy: float) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=epoch, val=f"val {val_accuracy:.4f}")
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

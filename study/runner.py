@@ -25,7 +25,7 @@ from study.config import RunConfig
 from study.data import load_splits
 from study.errors import StorageError
 from study.objective import SEED_ATTR, Objective
-from study.progress import format_trial_line
+from study.progress import LiveTrialLine, format_trial_line
 from study.search_space import SearchSpace, load_space, seed_trial_params
 from study.storage import (best_model_paths, check_writable, claim_single_writer, exclusive_section,
                            open_storage, resolve_storage)
@@ -295,7 +295,7 @@ def optimize_to_total(config: RunConfig, space: SearchSpace, location, study, st
     deadline = time.monotonic() + config.timeout if config.timeout else None
     model_path, meta_path = best_model_paths(location, study_name)
     objective = Objective(space, setup, runtime, model_path, meta_path, artifact_store=artifact_store(location),
-                          trial_timeout=config.trial_timeout)
+                          trial_timeout=config.trial_timeout, live_line=LiveTrialLine())
     announced = waiting_said = False
     can_wait = bool(config.heartbeat_seconds) and location.scheme not in ("sqlite", "journal")
     with interrupts.deferred():

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from study import interrupts
 from study.analysis import top_trials
 from study.objective import Objective
-from study.progress import format_trial_line
+from study.progress import LiveTrialLine, format_trial_line
 
 STAGE2_SUFFIX = "-stage2"
 STAGE1_ATTR = "stage1_trial"
@@ -40,7 +40,7 @@ def run_stage_two(study: optuna.Study, storage, objective_args: dict, top: int, 
           f"learning rate x {lr_factor}, into study '{name}'", flush=True)
     if waiting:
         objective = Objective(**objective_args, job_options={"kind": "stage2", "unfreeze_blocks": unfreeze_blocks,
-                                                             "lr_factor": lr_factor})
+                                                             "lr_factor": lr_factor}, live_line=LiveTrialLine())
         with interrupts.deferred():
             stage2.optimize(objective, n_trials=waiting, catch=(Exception,), gc_after_trial=True,
                             callbacks=[lambda s, t: print(format_trial_line(s, t), flush=True),
