@@ -13,9 +13,14 @@ import os
 from pathlib import Path
 
 
-def save_best_model(model, model_path: Path, meta_path: Path, meta: dict) -> bool:
+def save_best_model(model, model_path: Path, meta_path: Path, meta: dict, predictions=None) -> bool:
     """Write `model` and `meta` (which holds `study_name` and `validation_accuracy`) unless a
-    model of the same study with at least that accuracy is already saved; True when written."""
+    model of the same study with at least that accuracy is already saved; True when written.
+
+    `predictions` (a `failures.Predictions` on the test split) goes beside them, for the
+    report's "Where the best model fails"."""
+    from study.failures import predictions_path, save_predictions
+
     lock_path = model_path.with_name(model_path.name + ".lock")
     with open(lock_path, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -28,6 +33,13 @@ def save_best_model(model, model_path: Path, meta_path: Path, meta: dict) -> boo
         tmp_model = model_path.with_name(f"{model_path.stem}.{unique}.tmp.keras")
         model.save(tmp_model)
         os.replace(tmp_model, model_path)
+        target = predictions_path(model_path)
+        if predictions is not None:
+            tmp_predictions = target.with_name(f"{target.stem}.{unique}.tmp.npz")
+            save_predictions(predictions, tmp_predictions)
+            os.replace(tmp_predictions, target)
+        else:  # never leave another model's predictions beside this one
+            target.unlink(missing_ok=True)
         tmp_meta = meta_path.with_name(f"{meta_path.name}.{unique}.tmp")
         tmp_meta.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
         os.replace(tmp_meta, meta_path)

@@ -20,10 +20,10 @@ from study.analysis import SEED_ATTR, param_value  # noqa: E402
 COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#d62728", "FAIL": "#7f7f7f", "seed": "#ff7f0e"}
 
 
-def _save(figure, path: Path) -> Path:
+def _save(figure, path: Path, tight_box: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=90, bbox_inches="tight" if tight_box else None)
     plt.close(figure)
     return path
 
@@ -164,3 +164,49 @@ def engine_comparison(curves: dict, path: Path) -> Path:
         axis.legend(fontsize=8)
     figure.suptitle("Best so far, per engine", fontsize=10)
     return _save(figure, path)
+
+
+def fonts_for(texts):
+    """A context in which figures render `texts` (class names in any script) without empty boxes."""
+    from study.fonts import font_families_for
+
+    return plt.rc_context({"font.family": font_families_for(texts)})
+
+
+def confusion_matrix_figure(counts, class_names: Sequence[str], path: Path) -> Path:
+    """Rows normalised to the true class (colour), counts annotated, class names on both axes."""
+    import numpy as np
+
+    n = len(class_names)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
+    side = min(16, max(4.5, 0.55 * n + 2.5))
+    figure, axis = plt.subplots(figsize=(side + 1, side))
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    font = max(5, min(10, 120 // max(n, 1)))
+    for i in range(n):
+        for j in range(n):
+            if counts[i, j]:
+                axis.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=font,
+                          color="white" if shares[i, j] > 0.5 else "black")
+    axis.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=font + 1)
+    axis.set_yticks(range(n), class_names, fontsize=font + 1)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true class")
+    axis.set_title("Confusion matrix (rows normalised, counts annotated)", fontsize=10)
+    return _save(figure, path)
+
+
+def mistakes_figure(thumbnails, captions: Sequence[str], path: Path, columns: int = 4) -> Path:
+    """A grid of images with one caption each (true -> predicted, probability)."""
+    count = len(thumbnails)
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    for k, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if k < count:
+            axis.imshow(thumbnails[k])
+            axis.set_title(captions[k], fontsize=8)
+    return _save(figure, path, tight_box=True)

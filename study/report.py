@@ -8,7 +8,6 @@ on finished and running studies, and on studies where nothing has completed yet.
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,19 +20,13 @@ from study.analysis import (SEED_ATTR, best_of_seven, best_so_far, claim_effects
                             lead_over, param_value, pruning_savings, runs_of, seven_rows, state_counts,
                             top_trials, ORIGINAL_CLAIMS)
 from study.confirm import confirm_study_name
+from study.markdown_text import md, pct
 from study.search_space import parse_space
-from study.storage import StorageLocation, load_study, mask_password, open_storage, study_file_stem
+from study.storage import (StorageLocation, best_model_paths, load_study, mask_password, open_storage,
+                           study_file_stem)
 
 TOP_K = 5
 LONG_ATTRS = ("history", "epoch_seconds")  # per-epoch lists: in the figures, not the CSV
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~])")
-
-
-def md(text) -> str:
-    """Escape user text (class names, study names) for markdown."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
-
 
 _ABSOLUTE_PATH = re.compile(r"(?<![^\s`'\"(=])(/[^\s'\"`|)]+)")  # a path that starts a word
 
@@ -45,10 +38,6 @@ def relative_paths(text: str) -> str:
 
     text = re.sub(r"\b(sqlite|journal):///(/[^\s'\"`|)]+)", lambda m: f"{m.group(1)}:///{os.path.relpath(m.group(2))}", text)
     return _ABSOLUTE_PATH.sub(lambda m: os.path.relpath(m.group(1)), text)
-
-
-def pct(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.{digits}f}%"
 
 
 def seconds_text(seconds: float | None) -> str:
@@ -94,7 +83,9 @@ def write_report(location: StorageLocation, study_name: str, out_dir: Path) -> P
     lines += summary_section(study_name, attrs, trials, epochs, location)
     lines += seven_section(trials)
     lines += beyond_section(trials, space)
-    lines += figures_section(study, trials, space, figures, folder)
+    with plots.fonts_for(attrs.get("class_names", [])):
+        lines += best_model_failures(location, study_name, trials, figures, folder)
+        lines += figures_section(study, trials, space, figures, folder)
     lines += reflection_section(trials, space)
     lines += confirmation_section(trials, confirm_trials, study_name)
     lines += stage_two_section(study_name, storage)
@@ -190,6 +181,29 @@ def beyond_section(trials, space) -> list[str]:
                          "Widen the range and search again.")
             lines.append("")
     return lines
+
+
+def best_model_failures(location, study_name, trials, figures: Path, folder: Path) -> list[str]:
+    """"Where the best model fails", from the predictions saved with the best model."""
+    import json
+
+    from study.failure_section import failure_section
+    from study.failures import load_predictions, predictions_path
+
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        return []
+    model_path, meta_path = best_model_paths(location, study_name)
+    predictions = load_predictions(predictions_path(model_path))
+    if predictions is None or not meta_path.is_file():
+        return ["## Where the best model fails", "",
+                f"The best model's test predictions are not at `{predictions_path(model_path)}` (the model was "
+                "saved elsewhere or by an older version). `python -m study evaluate --data FOLDER --study-name "
+                f"{study_name} --report DIR` writes this section for any folder of labelled images.", ""]
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    where = (f"the test split ({len(predictions.true)} images the study never trained or selected on), with the "
+             f"best model (trial {meta.get('trial_number', '?')}, validation accuracy "
+             f"{pct(meta.get('validation_accuracy'))})")
+    return failure_section(predictions, figures, folder, where)
 
 
 def figures_section(study, trials, space, figures: Path, folder: Path) -> list[str]:

@@ -261,15 +261,30 @@ class TrialTrainer:
         from study.best_model import save_best_model
 
         setup, job, model = self.setup, self.job, self.model
-        if setup.uses_features and job.kind == "search":  # a head alone cannot classify images
-            from study.model import with_base
-
-            model = with_base(model, image_size=setup.train.image_size, alpha=setup.train.alpha,
-                              weights=setup.resolved_weights, learning_rate=job.params["learning_rate"])
         try:
-            return save_best_model(model, Path(model_path), Path(meta_path), meta)
+            predictions = self.test_predictions()
+            if setup.uses_features and job.kind == "search":  # a head alone cannot classify images
+                from study.model import with_base
+
+                model = with_base(model, image_size=setup.train.image_size, alpha=setup.train.alpha,
+                                  weights=setup.resolved_weights, learning_rate=job.params["learning_rate"])
+            return save_best_model(model, Path(model_path), Path(meta_path), meta, predictions)
         finally:
             self.release()
+
+    def test_predictions(self):
+        """The last trial's class probabilities on the test split, with thumbnails of its mistakes."""
+        from study.data import make_dataset
+        from study.failures import make_predictions
+
+        setup, job = self.setup, self.job
+        images, labels = self.arrays(setup.images_dir)
+        inputs = images
+        if setup.uses_features and job.kind == "search":
+            inputs, _ = self.arrays(setup.features_dir)
+        probabilities = self.model.predict(make_dataset(inputs["test"], labels["test"], setup.train.batch_size),
+                                           verbose=0)
+        return make_predictions(list(setup.class_names), labels["test"], probabilities, images["test"])
 
 
 def peak_rss_mb() -> float:
