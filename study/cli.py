@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--storage")
     evaluate.add_argument("--batch-size", type=positive_int, default=32)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--report", type=Path, metavar="DIR",
+                          help="also write DIR/README.md: where the model fails on these images, with figures")
 
     report = commands.add_parser("report", help="write reports/<study>/README.md with figures and trials.csv")
     report.add_argument("--study-name", required=True)
@@ -205,13 +207,15 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from study.storage import resolve_storage
 
     study_name = args.study_name or args.data.resolve().name
-    result = evaluate_folder(resolve_storage(args.storage), study_name, args.data, args.batch_size)
+    result = evaluate_folder(resolve_storage(args.storage), study_name, args.data, args.batch_size, args.report)
     if args.json:
         print(result.to_json())
     else:
         print(f"accuracy {result.accuracy:.4f} on {result.n_images} images")
         for name, row in result.per_class.items():
             print(f"  {name}: {row['accuracy']:.4f} ({row['n_images']} images)")
+    if args.report and not args.json:
+        print(f"report: {args.report / 'README.md'}")
     return 0
 
 

@@ -25,7 +25,9 @@ VERBOSE_ENV = "STUDY_VERBOSE"
 NATIVE_LOG_LINE = re.compile(
     rb"^(?:WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|[IWE]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./+-]+:\d+\]"
-    rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] [\w./+-]+:\d+\])"
+    rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] [\w./+-]+:\d+\]"
+    # the second line of cpu_feature_guard's message
+    rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags)"
 )
 
 

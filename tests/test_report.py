@@ -30,6 +30,7 @@ def test_run_confirm_report_links_only_valid_pngs(tmp_path):
     assert confirm.returncode == 0, confirm.stderr
     report = study_cli("report", "--study-name", "tiny_study", "--out", "reports", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
+    assert "Glyph" not in report.stderr and "missing from" not in report.stderr  # 짜장면 renders
 
     folder = tmp_path / "reports" / "tiny_study"
     text = (folder / "README.md").read_text(encoding="utf-8")
@@ -37,12 +38,15 @@ def test_run_confirm_report_links_only_valid_pngs(tmp_path):
     assert len(links) >= 6
     for link in links:
         assert (folder / link).read_bytes()[:8] == PNG_SIGNATURE, link
-    for heading in ("## Summary", "## The seven, reproduced", "## Beyond the seven", "## Figures",
+    for heading in ("## Summary", "## The seven, reproduced", "## Beyond the seven", "## Where the best model fails",
+                    "## Figures",
                     "## Reflection, computed", "## Confirmation", "## Provenance"):
         assert heading in text
     assert r"pizza\|slice" in text and "tiny\\_study" in text
     assert "| **mn\\_resultset1** | 3 | 1024 | 2e-05 | 94.88% |" in text
     assert "Validation mean [95% CI]" in text  # the confirmation table is there
+    assert "| Class | Images | Precision | Recall | F1 | Most often mistaken for |" in text
+    assert "(figures/confusion_matrix.png)" in text
     lines = (folder / "trials.csv").read_text().splitlines()
     assert len(lines) == 1 + 7 and "user_attrs_history" not in lines[0]
 
