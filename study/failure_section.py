@@ -30,8 +30,9 @@ def failure_section(predictions: Predictions, figures: Path, folder: Path, where
     if len(true) == 0:
         return lines + ["No images to evaluate.", ""]
     accuracy = float((true == predicted).mean())
-    lines += [f"On {where}: accuracy {pct(accuracy)}, {int((true != predicted).sum())} mistakes in {len(true)} images.",
-              ""]
+    mistakes = int((true != predicted).sum())
+    lines += [f"On {where}: accuracy {pct(accuracy)}, {mistakes} mistake{'' if mistakes == 1 else 's'} in "
+              f"{len(true)} images.", ""]
     present = [r for r in rows if r.images]
     ranked = sorted(present, key=lambda r: (r.f1 if r.f1 is not None else 0.0, r.name))
     lines += ["Classes from the weakest (lowest F1) to the strongest. Precision: of the images predicted as the "
@@ -54,9 +55,9 @@ def failure_section(predictions: Predictions, figures: Path, folder: Path, where
     with plots.fonts_for(names):
         matrix = plots.confusion_matrix_figure(counts, names, figures / "confusion_matrix.png")
         lines += [f"![confusion matrix]({matrix.relative_to(folder).as_posix()})", ""]
-        mistakes = mistakes_of(predictions)
-        if mistakes:
-            captions = [f"{m.true_name} -> {m.predicted_name}\np = {m.probability:.2f}" for m in mistakes]
+        confident = mistakes_of(predictions)
+        if confident:
+            captions = [f"{m.true_name} -> {m.predicted_name}\np = {m.probability:.2f}" for m in confident]
             grid = plots.mistakes_figure(predictions.thumbnails, captions, figures / "confident_mistakes.png")
             lines += ["The most confident mistakes (true -> predicted, the probability the model gave its "
                       "wrong answer):", "", f"![most confident mistakes]({grid.relative_to(folder).as_posix()})", ""]
