@@ -19,6 +19,7 @@ from study import plots
 from study.analysis import (SEED_ATTR, best_of_seven, best_so_far, claim_effects, confirmed_configs, edge_warnings,
                             lead_over, param_value, pruning_savings, runs_of, seven_rows, state_counts,
                             top_trials, ORIGINAL_CLAIMS)
+from study.budget import trial_still_improving
 from study.confirm import confirm_study_name
 from study.markdown_text import md, pct
 from study.search_space import parse_space
@@ -126,6 +127,14 @@ def summary_section(study_name, attrs, trials, epochs, location) -> list[str]:
         lines.append(f"- **Best of the seven here**: {md(seven_best.name)}, validation {pct(seven_best.val_accuracy)}, "
                      f"test {pct(seven_best.test_accuracy)}; the best trial is "
                      f"{100 * gap:+.2f} points from it on validation.")
+    seven_trials = [t for t in trials if SEED_ATTR in t.user_attrs and t.state == TrialState.COMPLETE]
+    top = top_trials(trials, TOP_K)
+    climbing_seven = sum(trial_still_improving(t) for t in seven_trials)
+    climbing_top = sum(trial_still_improving(t) for t in top)
+    if climbing_seven or climbing_top:
+        lines.append(f"- **Still improving at the last epoch**: {climbing_seven} of the {len(seven_trials)} seven and "
+                     f"{climbing_top} of the top {len(top)} searched trials (best epoch = last, last third rising). "
+                     "A comparison with them is about the epoch budget, not the configuration.")
     total = sum(t.user_attrs.get("train_seconds", 0.0) for t in trials)
     lines.append(f"- **Training time**: {seconds_text(total)} over all trials.")
     if epochs:
@@ -134,6 +143,14 @@ def summary_section(study_name, attrs, trials, epochs, location) -> list[str]:
                      f"{savings.epochs_not_run} epochs, about {seconds_text(savings.seconds_saved)} at their "
                      f"own measured seconds per epoch.")
     return lines + [""]
+
+
+STILL_IMPROVING_NOTE = ("*Still improving*: validation accuracy was best at the last epoch and rising over the "
+                        "last third of the epochs, so more epochs would likely have raised it.")
+
+
+def improving_text(trial) -> str:
+    return "**yes**" if trial_still_improving(trial) else "-"
 
 
 def seven_section(trials) -> list[str]:
@@ -146,15 +163,17 @@ def seven_section(trials) -> list[str]:
         "**The data differ** (the original used its own Korean food photos, trained far longer on a "
         "GPU, and reported test accuracy): compare the ranking, not the numbers.", "",
         "| Model | Hidden Layer | Dense Count | Learning Rate | Published accuracy | Published time | "
-        "Validation accuracy here | Test accuracy here | Time here | State |",
-        "| :-- | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: |",
+        "Validation accuracy here | Test accuracy here | Time here | State | Still improving |",
+        "| :-- | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: |",
     ]
+    by_number = {t.number: t for t in trials}
     for r in rows:
         published_time = seconds_text(r.published_time_ms / 1000) if r.published_time_ms else "-"
         lines.append(f"| **{md(r.name)}** | {r.head_depth} | {r.dense_units} | {r.learning_rate:g} | "
                      f"{pct(r.published_accuracy)} | {published_time} | {pct(r.val_accuracy)} | "
-                     f"{pct(r.test_accuracy)} | {seconds_text(r.train_seconds)} | {r.state.lower()} |")
-    return lines + [""]
+                     f"{pct(r.test_accuracy)} | {seconds_text(r.train_seconds)} | {r.state.lower()} | "
+                     f"{improving_text(by_number[r.trial_number])} |")
+    return lines + ["", STILL_IMPROVING_NOTE, ""]
 
 
 def beyond_section(trials, space) -> list[str]:
@@ -164,13 +183,13 @@ def beyond_section(trials, space) -> list[str]:
         return lines + ["No searched trial (outside the seven) has completed yet.", ""]
     lines += ["The best searched trials:", "",
               "| Trial | Hidden layers | Dense units | Learning rate | Dropout | Validation | Test | Epochs | "
-              "Trainable parameters |", "| :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: |"]
+              "Trainable parameters | Still improving |", "| :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: |"]
     for t in best:
         a = t.user_attrs
         lines.append(f"| {t.number} | {param_value(t, 'head_depth')} | {param_value(t, 'dense_units')} | "
                      f"{param_value(t, 'learning_rate'):.2e} | {param_value(t, 'dropout'):.2f} | {pct(t.value)} | "
                      f"{pct(a.get('test_accuracy'))} | {a.get('epochs_run', '-')} | "
-                     f"{a.get('trainable_params', 0):,} |")
+                     f"{a.get('trainable_params', 0):,} | {improving_text(t)} |")
     lines.append("")
     overall = top_trials(trials, 1, include_seeds=True)[0]
     if space is not None:

@@ -77,3 +77,28 @@ def test_report_of_an_unknown_study_is_one_line(tmp_path):
     result = study_cli("report", "--study-name", "nope", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == f"study: error: no study 'nope' in 'sqlite:///{tmp_path}/study.db' (studies: other)"
+
+
+def test_trials_still_improving_at_their_last_epoch_are_flagged_and_counted(tmp_path):
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    location = resolve_storage("sqlite:///s.db", tmp_path)
+    study = optuna.create_study(study_name="budget", storage=location.url, direction="maximize")
+    distributions = {"head_depth": IntDistribution(1, 5), "dense_units": IntDistribution(64, 4096),
+                     "learning_rate": FloatDistribution(1e-5, 1e-3, log=True), "dropout": FloatDistribution(0, 0.6)}
+    curves = {"mn_resultset1": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7], "mn_resultset7": [0.5, 0.7, 0.7, 0.7, 0.7, 0.7],
+              None: [0.6, 0.8, 0.8, 0.8, 0.8, 0.8]}
+    for name, curve in curves.items():
+        history = {"accuracy": curve, "val_accuracy": curve, "loss": [1 - v for v in curve],
+                   "val_loss": [1 - v for v in curve]}
+        attrs = {"history": history, "test_accuracy": curve[-1]}
+        if name:
+            attrs["seed_name"] = name
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, value=max(curve), distributions=distributions, user_attrs=attrs,
+            params={"head_depth": 3, "dense_units": 1024, "learning_rate": 2e-5, "dropout": 0.5}))
+    text = write_report(location, "budget", tmp_path / "reports").read_text(encoding="utf-8")
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| **mn")}
+    assert rows["| **mn\\_resultset1**"].endswith("| complete | **yes** |")
+    assert rows["| **mn\\_resultset7**"].endswith("| complete | - |")
+    assert "**Still improving at the last epoch**: 1 of the 2 seven and 0 of the top 1 searched trials" in text
