@@ -82,6 +82,7 @@ class ConfirmedConfig(NamedTuple):
     search_value: float | None
     interval: Interval  # over the confirmation runs' validation accuracy
     test_interval: Interval | None
+    holdout_interval: Interval | None = None  # over the runs' held-out accuracy (confirm --holdout)
 
 
 class BestCurve(NamedTuple):
@@ -281,6 +282,7 @@ def confirmed_configs(search_trials: Sequence[FrozenTrial],
         original = by_number.get(number)
         seed_name = runs[0].user_attrs.get(SEED_ATTR)
         tests = [r.user_attrs["test_accuracy"] for r in runs if "test_accuracy" in r.user_attrs]
+        held_out = [r.user_attrs["holdout_accuracy"] for r in runs if "holdout_accuracy" in r.user_attrs]
         configs.append(ConfirmedConfig(
             trial_number=number,
             label=seed_name or f"trial {number}",
@@ -288,6 +290,7 @@ def confirmed_configs(search_trials: Sequence[FrozenTrial],
             search_value=original.value if original is not None else None,
             interval=confidence_interval([r.value for r in runs]),
             test_interval=confidence_interval(tests) if tests else None,
+            holdout_interval=confidence_interval(held_out) if held_out else None,
         ))
     return sorted(configs, key=lambda c: -c.interval.mean)
 
@@ -337,3 +340,24 @@ def best_within(curve: BestCurve, seconds: float) -> float | None:
     """The best value a study had reached `seconds` after it started."""
     reached = [b for t, b in zip(curve.elapsed_seconds, curve.best) if t <= seconds and b is not None]
     return reached[-1] if reached else None
+
+
+def latest_confirmation(confirm_trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The completed confirmation runs measured like the most recent one (same epochs, patience
+    and held-out folder): runs of different budgets are not comparable."""
+    done = [t for t in confirm_trials if t.state == TrialState.COMPLETE]
+    if not done:
+        return []
+
+    def key(trial: FrozenTrial) -> tuple:
+        a = trial.user_attrs
+        return a.get("confirm_epochs"), a.get("confirm_patience"), a.get("holdout_fingerprint")
+
+    latest = key(max(done, key=lambda t: (t.datetime_complete or t.datetime_start, t.number)))
+    return [t for t in done if key(t) == latest]
+
+
+def holdout_runs_of(confirm_trials: Sequence[FrozenTrial], trial_number: int) -> list[list[int]]:
+    """Per-image held-out correctness (0/1) of each completed confirmation run of one search trial."""
+    return [t.user_attrs["holdout_correct"] for t in confirm_trials if t.state == TrialState.COMPLETE
+            and t.user_attrs.get(CONFIRM_ATTR) == trial_number and "holdout_correct" in t.user_attrs]

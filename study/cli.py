@@ -141,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--storage")
     confirm.add_argument("--top", type=positive_int, default=3, help="how many searched configurations (3)")
     confirm.add_argument("--seeds", type=positive_int, default=3, help="runs per configuration (3)")
+    confirm.add_argument("--epochs", type=positive_int, metavar="E",
+                         help="epoch budget of each run (default: the study's); with --patience, the most")
+    confirm.add_argument("--patience", type=positive_int, metavar="P",
+                         help="stop a run once P epochs brought no better validation accuracy; the best epoch "
+                              "is restored")
+    confirm.add_argument("--holdout", type=Path, metavar="DIR",
+                         help="images the study never saw (same classes or a subset): every retrained model is "
+                              "scored on them, and the report compares the winner with the best of the seven "
+                              "image by image")
 
     compare = commands.add_parser("compare", help="best accuracy vs trials and wall time for two studies")
     compare.add_argument("studies", nargs=2, metavar="STUDY")
@@ -232,7 +241,8 @@ def confirm_command(args: argparse.Namespace) -> int:
     from study.confirm import run_confirm
     from study.storage import resolve_storage
 
-    return run_confirm(resolve_storage(args.storage), args.study_name, args.top, args.seeds)
+    return run_confirm(resolve_storage(args.storage), args.study_name, args.top, args.seeds, args.epochs,
+                       args.patience, args.holdout)
 
 
 def compare_command(args: argparse.Namespace) -> int:

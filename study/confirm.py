@@ -8,6 +8,9 @@ Re-running adds only the runs that are missing.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import optuna
 from optuna.trial import TrialState
 
@@ -16,7 +19,8 @@ from study.analysis import CONFIRM_ATTR, SEED_ATTR, best_of_seven, seven_rows, t
 from study.artifacts import artifact_store
 from study.config import AugmentConfig, RunConfig, SplitConfig, TrainConfig
 from study.data import load_splits
-from study.errors import StorageError
+from study.errors import StorageError, StudyError
+from study.holdout import prepare_holdout
 from study.objective import Objective
 from study.progress import LiveTrialLine, format_trial_line
 from study.runner import check_weights_file, fail_abandoned_trials, start_runtime
@@ -24,7 +28,18 @@ from study.search_space import parse_space
 from study.storage import StorageLocation, best_model_paths, claim_single_writer, load_study, open_storage
 
 CONFIRM_SEED_ATTR = "confirm_seed"
+# What a confirmation run was measured with; runs of different budgets or held-out folders are
+# never mixed (the report uses the latest set).
+BUDGET_ATTRS = ("confirm_epochs", "confirm_patience", "holdout_fingerprint")
 CONFIRM_SEED_OFFSET = 10_000  # keeps confirmation seeds apart from the search's trial seeds
+
+
+def budget_key(user_attrs: dict, default_epochs: int | None = None) -> tuple:
+    """(epochs, patience, holdout fingerprint) a confirmation run was measured with.
+
+    Runs recorded before budgets were (epochs missing) count as the study's own budget."""
+    return (user_attrs.get("confirm_epochs", default_epochs), user_attrs.get("confirm_patience"),
+            user_attrs.get("holdout_fingerprint"))
 
 
 def confirm_study_name(study_name: str) -> str:
@@ -48,8 +63,14 @@ def train_config_from(attrs: dict) -> TrainConfig:
     return TrainConfig(augment=augment, **train)
 
 
-def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds: int = 3) -> int:
-    """Retrain the chosen configurations `seeds` times each; returns the exit code."""
+def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds: int = 3,
+                epochs: int | None = None, patience: int | None = None, holdout_dir: Path | None = None) -> int:
+    """Retrain the chosen configurations `seeds` times each; returns the exit code.
+
+    `epochs` replaces the study's epoch budget, `patience` stops a run once that many epochs
+    brought no better validation accuracy (the best epoch is restored), and `holdout_dir`
+    scores every retrained model on a folder of images the study never saw.
+    """
     claim_single_writer(location)
     storage = open_storage(location)
     search = load_study(location, study_name, storage)
@@ -63,21 +84,39 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
 
     space = parse_space(attrs["space_text"], f"{attrs['space_name']}.toml (stored in the study)")
     train = train_config_from(attrs)
+    if epochs is not None:
+        train = replace(train, epochs=epochs)
+    if patience is not None and patience >= train.epochs:
+        raise StudyError(f"--patience {patience} must be below the epoch budget ({train.epochs}), "
+                         "or no run could stop early")
     check_weights_file(train.weights)
     split = SplitConfig(**attrs.get("split", {}))
     data = load_splits(attrs["data_dir"], train.image_size, split, attrs["split_seed"])
     if data.fingerprint != attrs["data_fingerprint"]:
         raise StorageError(f"the images in '{attrs['data_dir']}' changed since study '{study_name}' ran")
 
+    holdout = None
+    if holdout_dir is not None:
+        holdout = prepare_holdout(holdout_dir, list(attrs["class_names"]), train.image_size, data.root,
+                                  location.files_dir)
+        print(f"holdout: {holdout_dir} - {holdout.n_images} images of {len(holdout.class_counts)} classes, "
+              "scored by every retrained model", flush=True)
+    budget = {"confirm_epochs": train.epochs, "confirm_patience": patience,
+              "holdout_fingerprint": holdout.fingerprint if holdout else None}
+    job_options = {"patience": patience, "holdout_dir": str(holdout.arrays_dir) if holdout else None}
+
     setup, runtime, _, data = start_runtime(data, split, train, location, RunConfig(data_dir=data.root))
     try:
-        return confirm_runs(location, storage, study_name, chosen, seeds, space, setup, runtime)
+        return confirm_runs(location, storage, study_name, chosen, seeds, space, setup, runtime, budget,
+                            job_options)
     finally:
         runtime.close()
 
 
-def confirm_runs(location, storage, study_name: str, chosen, seeds: int, space, setup, runtime) -> int:
-    """Enqueue the missing (configuration, seed) runs and train them in the runtime."""
+def confirm_runs(location, storage, study_name: str, chosen, seeds: int, space, setup, runtime,
+                 budget: dict | None = None, job_options: dict | None = None) -> int:
+    """Enqueue the missing (configuration, seed) runs of this budget and train them in the runtime."""
+    budget = budget or {"confirm_epochs": setup.train.epochs, "confirm_patience": None, "holdout_fingerprint": None}
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed runs are shown with their reason
     name = confirm_study_name(study_name)
     confirm = optuna.create_study(storage=storage, study_name=name, direction="maximize",
@@ -85,13 +124,20 @@ def confirm_runs(location, storage, study_name: str, chosen, seeds: int, space, 
     confirm.set_metric_names(["validation accuracy"])
     if location.scheme == "sqlite":  # under this run's single-writer lock: no one runs these
         fail_abandoned_trials(confirm, storage)
+    key = tuple(budget[name] for name in BUDGET_ATTRS)
+    for waiting in confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if budget_key(waiting.user_attrs, setup.train.epochs) != key:  # queued by a confirm with another budget
+            storage.set_trial_user_attr(waiting._trial_id, "fail_reason", "superseded: confirm ran with another budget")
+            storage.set_trial_state_values(waiting._trial_id, TrialState.FAIL)
     done = {(t.user_attrs.get(CONFIRM_ATTR), t.user_attrs.get(CONFIRM_SEED_ATTR))
-            for t in confirm.get_trials(deepcopy=False) if t.state != TrialState.FAIL}
+            for t in confirm.get_trials(deepcopy=False)
+            if t.state != TrialState.FAIL and budget_key(t.user_attrs, setup.train.epochs) == key}
     for trial in chosen:
         for seed in range(seeds):
             if (trial.number, seed) in done:
                 continue
-            user_attrs = {CONFIRM_ATTR: trial.number, CONFIRM_SEED_ATTR: seed}
+            user_attrs = {CONFIRM_ATTR: trial.number, CONFIRM_SEED_ATTR: seed,
+                          **{name: value for name, value in budget.items() if value is not None}}
             if SEED_ATTR in trial.user_attrs:
                 user_attrs[SEED_ATTR] = trial.user_attrs[SEED_ATTR]
             confirm.enqueue_trial(dict(trial.params), user_attrs=user_attrs)
@@ -102,7 +148,7 @@ def confirm_runs(location, storage, study_name: str, chosen, seeds: int, space, 
     if missing:
         model_path, meta_path = best_model_paths(location, name)
         objective = Objective(space, setup, runtime, model_path, meta_path, artifact_store=artifact_store(location),
-                              live_line=LiveTrialLine())
+                              live_line=LiveTrialLine(), job_options=job_options)
         with interrupts.deferred():
             confirm.optimize(objective, n_trials=missing, catch=(Exception,), gc_after_trial=True,
                              callbacks=[lambda s, t: print(format_trial_line(s, t), flush=True),

@@ -17,8 +17,8 @@ from optuna.trial import TrialState
 
 from study import plots
 from study.analysis import (SEED_ATTR, best_of_seven, best_so_far, claim_effects, confirmed_configs, edge_warnings,
-                            lead_over, param_value, pruning_savings, runs_of, seven_rows, state_counts,
-                            top_trials, ORIGINAL_CLAIMS)
+                            holdout_runs_of, latest_confirmation, lead_over, param_value, pruning_savings, runs_of,
+                            seven_rows, state_counts, top_trials, ORIGINAL_CLAIMS)
 from study.budget import trial_still_improving
 from study.confirm import confirm_study_name
 from study.markdown_text import md, pct
@@ -81,7 +81,7 @@ def write_report(location: StorageLocation, study_name: str, out_dir: Path) -> P
     epochs = attrs.get("train", {}).get("epochs")
 
     lines: list[str] = [f"# Study {md(study_name)}", ""]
-    lines += summary_section(study_name, attrs, trials, epochs, location)
+    lines += summary_section(study_name, attrs, trials, epochs, location, confirm_trials)
     lines += seven_section(trials)
     lines += beyond_section(trials, space)
     with plots.fonts_for(attrs.get("class_names", [])):
@@ -98,7 +98,7 @@ def write_report(location: StorageLocation, study_name: str, out_dir: Path) -> P
     return readme
 
 
-def summary_section(study_name, attrs, trials, epochs, location) -> list[str]:
+def summary_section(study_name, attrs, trials, epochs, location, confirm_trials=()) -> list[str]:
     counts = state_counts(trials)
     classes = attrs.get("class_names", [])
     split = attrs.get("split_counts", {})
@@ -126,7 +126,11 @@ def summary_section(study_name, attrs, trials, epochs, location) -> list[str]:
         gap = best.value - seven_best.val_accuracy
         lines.append(f"- **Best of the seven here**: {md(seven_best.name)}, validation {pct(seven_best.val_accuracy)}, "
                      f"test {pct(seven_best.test_accuracy)}; the best trial is "
-                     f"{100 * gap:+.2f} points from it on validation.")
+                     f"{100 * gap:+.2f} points from it on validation (the images that chose it).")
+    if confirm_trials:
+        comparison = held_out_comparison(trials, confirm_trials)
+        if comparison is not None:
+            lines.append("- **On held-out photos**: " + held_out_sentence(comparison))
     seven_trials = [t for t in trials if SEED_ATTR in t.user_attrs and t.state == TrialState.COMPLETE]
     top = top_trials(trials, TOP_K)
     climbing_seven = sum(trial_still_improving(t) for t in seven_trials)
@@ -284,23 +288,75 @@ def reflection_section(trials, space) -> list[str]:
     return lines + [""]
 
 
+def interval_text(interval) -> str:
+    return f"{pct(interval.mean)} [{pct(interval.low)}, {pct(interval.high)}]" if interval else "-"
+
+
+def held_out_comparison(trials, confirm_trials):
+    """(winner, reference, PairedComparison) of the confirmed winner against the best of the
+    seven on the held-out images, or None without `confirm --holdout` runs of both."""
+    from study.paired import compare_paired
+
+    confirm_trials = latest_confirmation(confirm_trials)
+    configs = confirmed_configs(trials, confirm_trials)
+    seeds = [c for c in configs if not c.label.startswith("trial ")]
+    searched = [c for c in configs if c.label.startswith("trial ")]
+    if not seeds or not searched:
+        return None
+    winner, reference = searched[0], seeds[0]
+    winner_runs = holdout_runs_of(confirm_trials, winner.trial_number)
+    reference_runs = holdout_runs_of(confirm_trials, reference.trial_number)
+    if not winner_runs or not reference_runs or len(winner_runs[0]) != len(reference_runs[0]):
+        return None
+    return winner, reference, compare_paired(winner_runs, reference_runs)
+
+
+VERDICT_WORDS = {"holds": "the lead **holds** on unseen photos",
+                 "reversed": "the lead is **reversed** on unseen photos: the best of the seven is better there",
+                 "not established": "the lead **does not hold** on unseen photos: the interval includes zero"}
+
+
+def held_out_sentence(comparison) -> str:
+    winner, reference, paired = comparison
+    return (f"{md(winner.label)} against {md(reference.label)} on the same {paired.n_images} held-out images: "
+            f"{100 * paired.difference:+.2f} points, 95% bootstrap interval [{100 * paired.ci_low:+.2f}, "
+            f"{100 * paired.ci_high:+.2f}]; McNemar's exact test p = {paired.p_value:.3g} "
+            f"({paired.only_winner_right} images only the winner gets right, {paired.only_reference_right} only "
+            f"the reference): {VERDICT_WORDS[paired.verdict]}.")
+
+
 def confirmation_section(trials, confirm_trials, study_name) -> list[str]:
     lines = ["## Confirmation", ""]
+    confirm_trials = latest_confirmation(confirm_trials)
     configs = confirmed_configs(trials, confirm_trials)
     if not configs:
         return lines + [f"Not run yet: `python -m study confirm --study-name {study_name}` retrains the best "
                         "configurations and the best of the seven with several seeds.", ""]
-    lines += ["Each configuration retrained with different seeds (same data and split); mean and 95% interval "
-              "of the best-epoch validation accuracy, and of test accuracy.", "",
-              "| Configuration | Parameters | Search value | Runs | Validation mean [95% CI] | "
-              "Test mean [95% CI] |", "| :-- | :-- | :-: | :-: | :-: | :-: |"]
+    first = confirm_trials[0].user_attrs
+    budget = f"{first['confirm_epochs']} epochs" if "confirm_epochs" in first else "the study's epochs"
+    if first.get("confirm_patience"):
+        budget = (f"up to {first['confirm_epochs']} epochs, stopped after {first['confirm_patience']} without a "
+                  "better validation accuracy (the best epoch restored)")
+    has_holdout = any(c.holdout_interval for c in configs)
+    lines += [f"Each configuration retrained with different seeds (same data and split), {budget}; mean and 95% "
+              "interval of the best-epoch validation accuracy, of test accuracy"
+              + (", and of accuracy on the held-out folder (images the study never trained, validated or "
+                 "selected on)." if has_holdout else "."), "",
+              "| Configuration | Parameters | Search value | Runs | Validation mean [95% CI] | Test mean [95% CI] |"
+              + (" Held-out mean [95% CI] |" if has_holdout else ""),
+              "| :-- | :-- | :-: | :-: | :-: | :-: |" + (" :-: |" if has_holdout else "")]
     for c in configs:
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.params.items())
-        test = (f"{pct(c.test_interval.mean)} [{pct(c.test_interval.low)}, {pct(c.test_interval.high)}]"
-                if c.test_interval else "-")
         lines.append(f"| {md(c.label)} | {params} | {pct(c.search_value)} | {c.interval.n} | "
-                     f"{pct(c.interval.mean)} [{pct(c.interval.low)}, {pct(c.interval.high)}] | {test} |")
+                     f"{interval_text(c.interval)} | {interval_text(c.test_interval)} |"
+                     + (f" {interval_text(c.holdout_interval)} |" if has_holdout else ""))
     lines.append("")
+    climbing = sum(trial_still_improving(t) for t in confirm_trials)
+    if climbing:
+        lines += [f"{climbing} of these {len(confirm_trials)} runs were still improving at their last epoch.", ""]
+    comparison = held_out_comparison(trials, confirm_trials)
+    if comparison is not None:
+        lines += ["**Paired, on held-out photos**: " + held_out_sentence(comparison), ""]
     seeds = [c for c in configs if not c.label.startswith("trial ")]
     searched = [c for c in configs if c.label.startswith("trial ")]
     if seeds and searched:

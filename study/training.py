@@ -37,11 +37,24 @@ class EpochLog:
     epoch_seconds: list[float] = field(default_factory=list)
 
 
+def patience_ran_out(val_accuracy: list[float], patience: int | None) -> bool:
+    """True when the last `patience` epochs brought no new best validation accuracy.
+
+    With patience P, training stops at epoch best + P: P epochs in a row at most as good as
+    the best (a tie is not an improvement, as in Keras' EarlyStopping). None: never.
+    """
+    if patience is None or not val_accuracy:
+        return False
+    best_index = max(range(len(val_accuracy)), key=lambda i: (val_accuracy[i], -i))  # the first best
+    return len(val_accuracy) - 1 - best_index >= patience
+
+
 def make_epoch_callback(log: EpochLog, on_epoch: Callable[[int, EpochLog], None] | None,
-                        on_batch: Callable[[], None] | None = None):
+                        on_batch: Callable[[], None] | None = None, patience: int | None = None):
     """A Keras callback that records each epoch into `log`, checks the loss, then calls `on_epoch`.
 
-    `on_batch`, if given, is called after every training batch (a time limit, say).
+    `on_batch`, if given, is called after every training batch (a time limit, say); with
+    `patience`, training stops once that many epochs brought no better validation accuracy.
     """
     import keras
 
@@ -62,6 +75,8 @@ def make_epoch_callback(log: EpochLog, on_epoch: Callable[[int, EpochLog], None]
                 raise FloatingPointError(f"loss is {log.history['loss'][-1]} at epoch {epoch + 1}")
             if on_epoch is not None:
                 on_epoch(epoch + 1, log)
+            if patience_ran_out(log.history["val_accuracy"], patience):
+                self.model.stop_training = True
 
     return EpochRecorder()
 
@@ -69,10 +84,12 @@ def make_epoch_callback(log: EpochLog, on_epoch: Callable[[int, EpochLog], None]
 def fit_best_epoch(model, train_data, val_data, epochs: int, *,
                    on_epoch: Callable[[int, EpochLog], None] | None = None,
                    log: EpochLog | None = None, verbose: int = 0,
-                   on_batch: Callable[[], None] | None = None) -> FitResult:
+                   on_batch: Callable[[], None] | None = None, patience: int | None = None) -> FitResult:
     """Train for `epochs`, then restore the weights of the epoch with the best validation accuracy.
 
     Args:
+        patience: stop early once this many epochs in a row brought no better validation
+            accuracy (None: always train all `epochs`).
         on_epoch: called as on_epoch(epoch, log) after each epoch; may raise to stop training.
         log: where epochs are recorded (pass one to read it after an exception).
         on_batch: called after every training batch; may raise to stop training.
@@ -86,7 +103,7 @@ def fit_best_epoch(model, train_data, val_data, epochs: int, *,
     started = time.perf_counter()
     model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=verbose, shuffle=False,
               # `best` snapshots the weights before `on_epoch` can act on the model.
-              callbacks=[best, make_epoch_callback(log, on_epoch, on_batch)])
+              callbacks=[best, make_epoch_callback(log, on_epoch, on_batch, patience)])
     train_seconds = time.perf_counter() - started
     val_accuracy = log.history["val_accuracy"]
     best_index = max(range(len(val_accuracy)), key=lambda i: val_accuracy[i])

@@ -55,6 +55,8 @@ class TrialJob:
     unfreeze_blocks: int = 13  # stage2: top MobileNet blocks trained
     lr_factor: float = 0.1  # stage2: fine-tuning learning rate = the head's x this
     timeout: float | None = None  # seconds; checked between batches in-process, enforced by the parent otherwise
+    patience: int | None = None  # stop once this many epochs brought no better validation accuracy
+    holdout_dir: str | None = None  # confirm --holdout: x.npy / y.npy of images no trial saw; scored after training
 
 
 @dataclass(frozen=True)
@@ -202,12 +204,31 @@ class TrialTrainer:
                 raise TrialTimedOut(f"timed out after {job.timeout:g} s")
 
         result = fit_best_epoch(model, train_data, val_data, setup.train.epochs, on_epoch=hooks.on_epoch,
-                                log=log, verbose=2 if setup.verbose else 0,
+                                log=log, verbose=2 if setup.verbose else 0, patience=job.patience,
                                 on_batch=after_batch if on_batch is not None or deadline is not None else None)
         _, test_accuracy = model.evaluate(test_data, verbose=0)
         self.model = model
+        if job.holdout_dir:
+            extra.update(self._score_holdout(setup, job, model, Path(job.holdout_dir)))
         return TrialResult(result.history, result.epoch_seconds, result.train_seconds, result.best_epoch,
                            result.best_val_accuracy, float(test_accuracy), peak_rss_mb(), current_rss_mb(), extra)
+
+    def _score_holdout(self, setup: RunSetup, job: TrialJob, model, folder: Path) -> dict:
+        """Accuracy and per-image correctness (0/1, in the folder's order) on held-out images."""
+        import numpy as np
+
+        from study.data import make_dataset
+
+        x = np.load(folder / "x.npy", mmap_mode="r")
+        y = np.load(folder / "y.npy")
+        if setup.uses_features and job.kind == "search":  # the head needs its base to see images
+            from study.model import with_base
+
+            model = with_base(model, image_size=setup.train.image_size, alpha=setup.train.alpha,
+                              weights=setup.resolved_weights, learning_rate=job.params["learning_rate"])
+        probabilities = model.predict(make_dataset(x, y, setup.train.batch_size), verbose=0)
+        correct = (probabilities.argmax(axis=1) == y).astype(int)
+        return {"holdout_accuracy": float(correct.mean()), "holdout_correct": correct.tolist()}
 
     def _search_model(self, setup: RunSetup, params: dict):
         from study.model import build_head, build_model
