@@ -39,14 +39,15 @@ def image_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def find_copy(holdout_files: list[Path], data_root: Path) -> tuple[Path, Path] | None:
-    """The first (held-out file, study file) pair with identical bytes, if any."""
+def find_copies(holdout_files: list[Path], data_root: Path) -> list[tuple[Path, Path]]:
+    """Every (held-out file, study file) pair with identical bytes (sizes compared first)."""
     if not data_root.is_dir():
-        return None
+        return []
     by_size: dict[int, list[Path]] = {}
     for path in image_files(data_root):
         by_size.setdefault(path.stat().st_size, []).append(path)
     digests: dict[Path, str] = {}
+    copies = []
     for path in holdout_files:
         candidates = by_size.get(path.stat().st_size, [])
         if not candidates:
@@ -56,8 +57,9 @@ def find_copy(holdout_files: list[Path], data_root: Path) -> tuple[Path, Path] |
             if candidate not in digests:
                 digests[candidate] = file_digest(candidate)
             if digests[candidate] == digest:
-                return path, candidate
-    return None
+                copies.append((path, candidate))
+                break
+    return copies
 
 
 def prepare_holdout(folder: Path, class_names: list[str], image_size: int, data_root: Path,
@@ -71,10 +73,11 @@ def prepare_holdout(folder: Path, class_names: list[str], image_size: int, data_
     if len(decoded.labels) == 0:
         raise DataError(f"--holdout folder '{folder}' has no readable images")
     true = label_map(class_names, decoded.class_names, folder)[decoded.labels]
-    copy = find_copy(decoded.files, data_root)
-    if copy is not None:
-        raise DataError(f"--holdout: '{copy[0]}' is a copy of '{copy[1]}' in the study's data; a held-out folder "
-                        "must hold images the study never trained, validated or selected on")
+    copies = find_copies(decoded.files, data_root)
+    if copies:
+        more = f" (and {len(copies) - 1} more)" if len(copies) > 1 else ""
+        raise DataError(f"--holdout: '{copies[0][0]}' is a copy of '{copies[0][1]}' in the study's data{more}; a "
+                        "held-out folder must hold images the study never trained, validated or selected on")
     fingerprint = hashlib.sha256(f"{decoded.fingerprint()}/{image_size}/{','.join(class_names)}".encode()).hexdigest()[:16]
     arrays_dir = cache_root / HOLDOUT_CACHE_DIR_NAME / fingerprint
     if not (arrays_dir / "y.npy").is_file():
