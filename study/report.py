@@ -136,8 +136,9 @@ def summary_section(study_name, attrs, trials, epochs, location, confirm_trials=
     climbing_seven = sum(trial_still_improving(t) for t in seven_trials)
     climbing_top = sum(trial_still_improving(t) for t in top)
     if climbing_seven or climbing_top:
-        lines.append(f"- **Still improving at the last epoch**: {climbing_seven} of the {len(seven_trials)} seven and "
-                     f"{climbing_top} of the top {len(top)} searched trials (best epoch = last, last third rising). "
+        lines.append(f"- **Still improving at the last epoch**: {climbing_seven} of the {len(seven_trials)} completed "
+                     f"seed trials and {climbing_top} of the top {len(top)} searched trials (best epoch = last, last "
+                     "third rising). "
                      "A comparison with them is about the epoch budget, not the configuration.")
     total = sum(t.user_attrs.get("train_seconds", 0.0) for t in trials)
     lines.append(f"- **Training time**: {seconds_text(total)} over all trials.")
@@ -322,7 +323,9 @@ def held_out_sentence(comparison) -> str:
             f"{100 * paired.difference:+.2f} points, 95% bootstrap interval [{100 * paired.ci_low:+.2f}, "
             f"{100 * paired.ci_high:+.2f}]; McNemar's exact test p = {paired.p_value:.3g} "
             f"({paired.only_winner_right} images only the winner gets right, {paired.only_reference_right} only "
-            f"the reference): {VERDICT_WORDS[paired.verdict]}.")
+            f"the reference): {VERDICT_WORDS[paired.verdict]}"
+            + ("; McNemar's test, which sees only majority votes, does not reject equal accuracy at 5%, so the "
+               "lead is small." if paired.verdict == "holds" and paired.p_value >= 0.05 else "."))
 
 
 def confirmation_section(trials, confirm_trials, study_name) -> list[str]:

@@ -101,4 +101,4 @@ def test_trials_still_improving_at_their_last_epoch_are_flagged_and_counted(tmp_
     rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| **mn")}
     assert rows["| **mn\\_resultset1**"].endswith("| complete | **yes** |")
     assert rows["| **mn\\_resultset7**"].endswith("| complete | - |")
-    assert "**Still improving at the last epoch**: 1 of the 2 seven and 0 of the top 1 searched trials" in text
+    assert "**Still improving at the last epoch**: 1 of the 2 completed seed trials and 0 of the top 1 searched trials" in text
