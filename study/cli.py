@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--study-name", required=True)
     report.add_argument("--storage")
     report.add_argument("--out", type=Path, default=Path("reports"), help="folder of reports (default reports)")
+    report.add_argument("--no-images", action="store_true",
+                        help="no figure shows the data's images (the mistakes become a table): for photos whose "
+                             "licence does not allow sharing them")
 
     confirm = commands.add_parser("confirm", help="retrain the best configurations with several seeds")
     confirm.add_argument("--study-name", required=True)
@@ -232,7 +235,7 @@ def report_command(args: argparse.Namespace) -> int:
     from study.report import write_report
     from study.storage import resolve_storage
 
-    readme = write_report(resolve_storage(args.storage), args.study_name, args.out)
+    readme = write_report(resolve_storage(args.storage), args.study_name, args.out, show_images=not args.no_images)
     print(f"report: {readme}")
     return 0
 

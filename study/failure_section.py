@@ -16,11 +16,12 @@ MAX_PAIRS = 5
 
 
 def failure_section(predictions: Predictions, figures: Path, folder: Path, where: str,
-                    heading: str = "## Where the best model fails") -> list[str]:
+                    heading: str = "## Where the best model fails", show_images: bool = True) -> list[str]:
     """Markdown lines of the section; its figures go to `figures` (linked relative to `folder`).
 
     `where` says which images these are, e.g. "the test split (560 images the study never
-    trained or selected on)".
+    trained or selected on)". Without `show_images` the confident mistakes are a table, not
+    thumbnails (for reports shared where the photos may not be).
     """
     names = predictions.class_names
     true, predicted = predictions.true, predictions.predicted
@@ -56,7 +57,12 @@ def failure_section(predictions: Predictions, figures: Path, folder: Path, where
         matrix = plots.confusion_matrix_figure(counts, names, figures / "confusion_matrix.png")
         lines += [f"![confusion matrix]({matrix.relative_to(folder).as_posix()})", ""]
         confident = mistakes_of(predictions)
-        if confident:
+        if confident and not show_images:
+            lines += ["The most confident mistakes (thumbnails left out of this report):", "",
+                      "| True class | Predicted | Probability |", "| :-- | :-- | --: |"]
+            lines += [f"| {md(m.true_name)} | {md(m.predicted_name)} | {m.probability:.2f} |" for m in confident]
+            lines.append("")
+        elif confident:
             captions = [f"{m.true_name} -> {m.predicted_name}\np = {m.probability:.2f}" for m in confident]
             grid = plots.mistakes_figure(predictions.thumbnails, captions, figures / "confident_mistakes.png")
             lines += ["The most confident mistakes (true -> predicted, the probability the model gave its "

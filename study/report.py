@@ -56,8 +56,10 @@ def params_text(trial) -> str:
     return ", ".join(parts)
 
 
-def write_report(location: StorageLocation, study_name: str, out_dir: Path) -> Path:
-    """Extract, draw and write the report of one study; returns the README path."""
+def write_report(location: StorageLocation, study_name: str, out_dir: Path, show_images: bool = True) -> Path:
+    """Extract, draw and write the report of one study; returns the README path.
+
+    Without `show_images`, no figure shows the data's own images (thumbnails of mistakes)."""
     storage = open_storage(location)
     study = load_study(location, study_name, storage)
     trials = study.get_trials(deepcopy=False)
@@ -85,7 +87,7 @@ def write_report(location: StorageLocation, study_name: str, out_dir: Path) -> P
     lines += seven_section(trials)
     lines += beyond_section(trials, space)
     with plots.fonts_for(attrs.get("class_names", [])):
-        lines += best_model_failures(location, study_name, trials, figures, folder)
+        lines += best_model_failures(location, study_name, trials, figures, folder, show_images)
         lines += figures_section(study, trials, space, figures, folder)
     lines += reflection_section(trials, space)
     lines += confirmation_section(trials, confirm_trials, study_name)
@@ -207,7 +209,8 @@ def beyond_section(trials, space) -> list[str]:
     return lines
 
 
-def best_model_failures(location, study_name, trials, figures: Path, folder: Path) -> list[str]:
+def best_model_failures(location, study_name, trials, figures: Path, folder: Path,
+                        show_images: bool = True) -> list[str]:
     """"Where the best model fails", from the predictions saved with the best model."""
     import json
 
@@ -227,7 +230,7 @@ def best_model_failures(location, study_name, trials, figures: Path, folder: Pat
     where = (f"the test split ({len(predictions.true)} images the study never trained or selected on), with the "
              f"best model (trial {meta.get('trial_number', '?')}, validation accuracy "
              f"{pct(meta.get('validation_accuracy'))})")
-    return failure_section(predictions, figures, folder, where)
+    return failure_section(predictions, figures, folder, where, show_images=show_images)
 
 
 def figures_section(study, trials, space, figures: Path, folder: Path) -> list[str]:

@@ -149,3 +149,14 @@ def test_the_demo_learns_its_images_and_writes_the_report(tmp_path):
     readme = workdir / "reports" / "demo" / "README.md"
     assert f"report: {readme}" in demo.stdout
     assert "## Where the best model fails" in readme.read_text(encoding="utf-8")
+
+
+def test_without_images_the_mistakes_are_a_table_and_no_thumbnail_is_drawn(tmp_path):
+    from study.failure_section import failure_section
+
+    probabilities = probabilities_for(PREDICTED, np.full(len(TRUE), 0.8))
+    predictions = make_predictions(NAMES, TRUE, probabilities, np.zeros((len(TRUE), 32, 32, 3), np.uint8))
+    text = "\n".join(failure_section(predictions, tmp_path / "figures", tmp_path, "x", show_images=False))
+    assert "| 김치찌개 | 비빔밥 | 0.80 |" in text and "confident_mistakes.png" not in text
+    assert not (tmp_path / "figures" / "confident_mistakes.png").exists()
+    assert (tmp_path / "figures" / "confusion_matrix.png").exists()
