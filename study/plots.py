@@ -195,7 +195,7 @@ def confusion_matrix_figure(counts, class_names: Sequence[str], path: Path) -> P
     axis.set_ylabel("true class")
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true class")
     axis.set_title("Confusion matrix (rows normalised, counts annotated)", fontsize=10)
-    return _save(figure, path)
+    return _save(figure, path, tight_box=True)  # long class names: keep the axis labels inside
 
 
 def mistakes_figure(thumbnails, captions: Sequence[str], path: Path, columns: int = 4) -> Path:
