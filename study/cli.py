@@ -5,8 +5,8 @@ Examples:
     python -m study run --data photos/ --space seed --weights mobilenet_2_5_224_tf_no_top.h5 \
         --alpha 0.25 --image-size 128 --epochs 8 --study-name food-seed
     python -m study run --data photos/ --space default --n-trials 30 --study-name food
-    python -m study evaluate --data other-photos/ --study-name food --json
-    python -m study confirm --study-name food --top 3 --seeds 3
+    python -m study evaluate --data other-photos/ --study-name food --json --report reports/food-other
+    python -m study confirm --study-name food --top 3 --seeds 3 --epochs 30 --patience 5 --holdout held-out/
     python -m study report --study-name food
     python -m study dashboard --port 8080
     python -m study export --study-name food --format csv --out food.csv
