@@ -8,6 +8,7 @@ on finished and running studies, and on studies where nothing has completed yet.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -293,7 +294,11 @@ def reflection_section(trials, space) -> list[str]:
 
 
 def interval_text(interval) -> str:
-    return f"{pct(interval.mean)} [{pct(interval.low)}, {pct(interval.high)}]" if interval else "-"
+    if not interval:
+        return "-"
+    if not (math.isfinite(interval.low) and math.isfinite(interval.high)):  # one run: no interval
+        return f"{pct(interval.mean)} (one run)"
+    return f"{pct(interval.mean)} [{pct(interval.low)}, {pct(interval.high)}]"
 
 
 def held_out_comparison(trials, confirm_trials):
@@ -370,9 +375,11 @@ def confirmation_section(trials, confirm_trials, study_name) -> list[str]:
         lead = lead_over(winner, reference, runs_of(confirm_trials, winner.trial_number),
                          runs_of(confirm_trials, reference.trial_number))
         verdict = "larger than the noise" if lead.beyond_noise else "not larger than the noise"
+        interval = (f"95% interval [{100 * lead.ci_low:+.2f}, {100 * lead.ci_high:+.2f}] (Welch)"
+                    if math.isfinite(lead.ci_low) and math.isfinite(lead.ci_high)
+                    else "no interval with fewer than two runs each (`--seeds`)")
         lines.append(f"The confirmed winner, {md(lead.winner)}, leads the best of the seven ({md(lead.reference)}) by "
-                     f"{100 * lead.difference:+.2f} points, 95% interval [{100 * lead.ci_low:+.2f}, "
-                     f"{100 * lead.ci_high:+.2f}] (Welch): the lead is **{verdict}**.")
+                     f"{100 * lead.difference:+.2f} points on validation, {interval}: the lead is **{verdict}**.")
         lines.append("")
     return lines
 
