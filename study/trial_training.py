@@ -221,11 +221,7 @@ class TrialTrainer:
 
         x = np.load(folder / "x.npy", mmap_mode="r")
         y = np.load(folder / "y.npy")
-        if setup.uses_features and job.kind == "search":  # the head needs its base to see images
-            from study.model import with_base
-
-            model = with_base(model, image_size=setup.train.image_size, alpha=setup.train.alpha,
-                              weights=setup.resolved_weights, learning_rate=job.params["learning_rate"])
+        model = image_model(setup, job, model)
         probabilities = model.predict(make_dataset(x, y, setup.train.batch_size), verbose=0)
         correct = (probabilities.argmax(axis=1) == y).astype(int)
         return {"holdout_accuracy": float(correct.mean()), "holdout_correct": correct.tolist()}
@@ -284,12 +280,8 @@ class TrialTrainer:
         setup, job, model = self.setup, self.job, self.model
         try:
             predictions = self.test_predictions()
-            if setup.uses_features and job.kind == "search":  # a head alone cannot classify images
-                from study.model import with_base
-
-                model = with_base(model, image_size=setup.train.image_size, alpha=setup.train.alpha,
-                                  weights=setup.resolved_weights, learning_rate=job.params["learning_rate"])
-            return save_best_model(model, Path(model_path), Path(meta_path), meta, predictions)
+            return save_best_model(image_model(setup, job, model), Path(model_path), Path(meta_path), meta,
+                                   predictions)
         finally:
             self.release()
 
@@ -306,6 +298,16 @@ class TrialTrainer:
         probabilities = self.model.predict(make_dataset(inputs["test"], labels["test"], setup.train.batch_size),
                                            verbose=0)
         return make_predictions(list(setup.class_names), labels["test"], probabilities, images["test"])
+
+
+def image_model(setup: RunSetup, job: TrialJob, model):
+    """`model` as one that takes images: a head trained on cached features gets its base."""
+    if not (setup.uses_features and job.kind == "search"):
+        return model
+    from study.model import with_base
+
+    return with_base(model, image_size=setup.train.image_size, alpha=setup.train.alpha,
+                     weights=setup.resolved_weights, learning_rate=job.params["learning_rate"])
 
 
 def peak_rss_mb() -> float:
