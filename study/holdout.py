@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study.data import IMAGE_EXTENSIONS, decode_folder
+from study.data import decode_folder, scan_folder
 from study.errors import DataError
 from study.evaluate import label_map
 
@@ -35,16 +35,12 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def image_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
 def find_copies(holdout_files: list[Path], data_root: Path) -> list[tuple[Path, Path]]:
     """Every (held-out file, study file) pair with identical bytes (sizes compared first)."""
     if not data_root.is_dir():
         return []
     by_size: dict[int, list[Path]] = {}
-    for path in image_files(data_root):
+    for path in (item.path for item in scan_folder(data_root)[1]):  # the images the study itself read
         by_size.setdefault(path.stat().st_size, []).append(path)
     digests: dict[Path, str] = {}
     copies = []
