@@ -342,19 +342,27 @@ def best_within(curve: BestCurve, seconds: float) -> float | None:
     return reached[-1] if reached else None
 
 
+# What a confirmation run was measured with; runs of different budgets or held-out folders are
+# never mixed (the report uses the latest set).
+BUDGET_ATTRS = ("confirm_epochs", "confirm_patience", "holdout_fingerprint")
+
+
+def budget_key(user_attrs: dict, default_epochs: int | None = None) -> tuple:
+    """(epochs, patience, holdout fingerprint) a confirmation run was measured with.
+
+    Runs recorded before budgets were (epochs missing) count as `default_epochs`."""
+    return (user_attrs.get("confirm_epochs", default_epochs), user_attrs.get("confirm_patience"),
+            user_attrs.get("holdout_fingerprint"))
+
+
 def latest_confirmation(confirm_trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """The completed confirmation runs measured like the most recent one (same epochs, patience
     and held-out folder): runs of different budgets are not comparable."""
     done = [t for t in confirm_trials if t.state == TrialState.COMPLETE]
     if not done:
         return []
-
-    def key(trial: FrozenTrial) -> tuple:
-        a = trial.user_attrs
-        return a.get("confirm_epochs"), a.get("confirm_patience"), a.get("holdout_fingerprint")
-
-    latest = key(max(done, key=lambda t: (t.datetime_complete or t.datetime_start, t.number)))
-    return [t for t in done if key(t) == latest]
+    latest = budget_key(max(done, key=lambda t: (t.datetime_complete or t.datetime_start, t.number)).user_attrs)
+    return [t for t in done if budget_key(t.user_attrs) == latest]
 
 
 def holdout_runs_of(confirm_trials: Sequence[FrozenTrial], trial_number: int) -> list[list[int]]:

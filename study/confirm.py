@@ -15,7 +15,8 @@ import optuna
 from optuna.trial import TrialState
 
 from study import interrupts
-from study.analysis import CONFIRM_ATTR, SEED_ATTR, best_of_seven, seven_rows, top_trials
+from study.analysis import (BUDGET_ATTRS, CONFIRM_ATTR, SEED_ATTR, best_of_seven, budget_key, seven_rows,
+                            top_trials)
 from study.artifacts import artifact_store
 from study.config import AugmentConfig, RunConfig, SplitConfig, TrainConfig
 from study.data import load_splits
@@ -28,18 +29,7 @@ from study.search_space import parse_space
 from study.storage import StorageLocation, best_model_paths, claim_single_writer, load_study, open_storage
 
 CONFIRM_SEED_ATTR = "confirm_seed"
-# What a confirmation run was measured with; runs of different budgets or held-out folders are
-# never mixed (the report uses the latest set).
-BUDGET_ATTRS = ("confirm_epochs", "confirm_patience", "holdout_fingerprint")
 CONFIRM_SEED_OFFSET = 10_000  # keeps confirmation seeds apart from the search's trial seeds
-
-
-def budget_key(user_attrs: dict, default_epochs: int | None = None) -> tuple:
-    """(epochs, patience, holdout fingerprint) a confirmation run was measured with.
-
-    Runs recorded before budgets were (epochs missing) count as the study's own budget."""
-    return (user_attrs.get("confirm_epochs", default_epochs), user_attrs.get("confirm_patience"),
-            user_attrs.get("holdout_fingerprint"))
 
 
 def confirm_study_name(study_name: str) -> str:
