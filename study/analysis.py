@@ -21,6 +21,17 @@ CONFIRM_ATTR = "confirm_of"  # on confirmation runs: the number of the trial the
 EDGE_FRACTION = 0.1  # "near an edge": within the outer 10% of a range (log scale for log ranges)
 
 
+def accuracy(trial: FrozenTrial) -> float | None:
+    """A trial's validation accuracy: its value, or its first value in a multi-objective study."""
+    return trial.values[0] if trial.values else None
+
+
+def best_by_accuracy(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """The completed trial of highest validation accuracy (the earliest of equals), or None."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+    return min(done, key=lambda t: (-accuracy(t), t.number)) if done else None
+
+
 class StateCounts(NamedTuple):
     complete: int
     pruned: int
@@ -144,7 +155,7 @@ def seven_rows(trials: Sequence[FrozenTrial]) -> list[SevenRow]:
             published_accuracy=trial.user_attrs.get("published_accuracy"),
             published_time_ms=trial.user_attrs.get("published_time_ms"),
             state=trial.state.name,
-            val_accuracy=trial.value if done else None,
+            val_accuracy=accuracy(trial) if done else None,
             test_accuracy=trial.user_attrs.get("test_accuracy") if done else None,
             train_seconds=trial.user_attrs.get("train_seconds"),
             trial_number=trial.number,
@@ -176,7 +187,7 @@ def top_trials(trials: Sequence[FrozenTrial], k: int, include_seeds: bool = Fals
     """The k completed trials with the highest value (searched ones only unless asked)."""
     done = [t for t in trials if t.state == TrialState.COMPLETE
             and (include_seeds or SEED_ATTR not in t.user_attrs)]
-    return sorted(done, key=lambda t: (-t.value, t.number))[:k]
+    return sorted(done, key=lambda t: (-accuracy(t), t.number))[:k]
 
 
 def edge_warnings(params: dict[str, Any], specs: Sequence[ParameterSpec]) -> list[EdgeWarning]:
@@ -222,7 +233,7 @@ def claim_effects(trials: Sequence[FrozenTrial], varied: Sequence[str]) -> list[
         if len(values) and np.ptp(values) > 0:
             columns.append(transform(values, transforms.get(name, "linear")))
             names.append(name)
-    y = np.array([t.value for t in done], dtype=float)
+    y = np.array([accuracy(t) for t in done], dtype=float)
     design = np.column_stack([np.ones(len(done))] + columns) if done else np.zeros((0, 1))
     n, p = design.shape
     fitted = n > p and np.linalg.matrix_rank(design) == p
@@ -287,8 +298,8 @@ def confirmed_configs(search_trials: Sequence[FrozenTrial],
             trial_number=number,
             label=seed_name or f"trial {number}",
             params=dict(runs[0].params),
-            search_value=original.value if original is not None else None,
-            interval=confidence_interval([r.value for r in runs]),
+            search_value=accuracy(original) if original is not None else None,
+            interval=confidence_interval([accuracy(r) for r in runs]),
             test_interval=confidence_interval(tests) if tests else None,
             holdout_interval=confidence_interval(held_out) if held_out else None,
         ))
@@ -314,7 +325,7 @@ def lead_over(winner: ConfirmedConfig, reference: ConfirmedConfig,
 
 def runs_of(confirm_trials: Sequence[FrozenTrial], trial_number: int) -> list[float]:
     """Validation accuracies of the completed confirmation runs of one search trial."""
-    return [t.value for t in confirm_trials if t.state == TrialState.COMPLETE
+    return [accuracy(t) for t in confirm_trials if t.state == TrialState.COMPLETE
             and t.user_attrs.get(CONFIRM_ATTR) == trial_number]
 
 
@@ -328,8 +339,8 @@ def best_so_far(trials: Sequence[FrozenTrial]) -> BestCurve:
     origin = min(t.datetime_start for t in ended)
     best, curve = None, BestCurve([], [], [])
     for index, trial in enumerate(ended, start=1):
-        if trial.state == TrialState.COMPLETE and (best is None or trial.value > best):
-            best = trial.value
+        if trial.state == TrialState.COMPLETE and (best is None or accuracy(trial) > best):
+            best = accuracy(trial)
         curve.trials_run.append(index)
         curve.elapsed_seconds.append((trial.datetime_complete - origin).total_seconds())
         curve.best.append(best)

@@ -75,6 +75,26 @@ def write_image_cache(data: DataSplits, split: SplitConfig, image_size: int, cac
     return folder
 
 
+def image_caches_for_sizes(data: DataSplits, split: SplitConfig, sizes, cache_root: Path) -> dict[int, Path]:
+    """The image-cache folder of each size in `sizes`, decoding `data`'s folder again for a missing one.
+
+    `data` is the run's splits at its own size; the same files split with the same seed give
+    the same splits at any size, so only the pixels differ between these folders.
+    """
+    from study.data import load_splits
+
+    folders = {}
+    for size in sorted(set(sizes)):
+        key, record = image_cache_key(data, split, size)
+        if (cache_root / key / "meta.json").is_file():
+            folders[size] = cache_root / key
+            continue
+        other = load_splits(data.root, size, split, data.seed)
+        folders[size] = write_image_cache(other, split, size, cache_root)
+        del other
+    return folders
+
+
 def memory_mapped(data: DataSplits, folder: Path) -> DataSplits:
     """`data` with its pixel arrays replaced by memory maps of the cache folder (frees the copies)."""
     x, y = read_split_arrays(folder)

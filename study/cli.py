@@ -85,12 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     run.add_argument("--epochs", type=positive_int, default=defaults.epochs)
     run.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
-    run.add_argument("--image-size", type=image_size, default=defaults.image_size, metavar="PX")
-    run.add_argument("--alpha", type=float, choices=sorted(ALPHA_FILE_TAGS), default=defaults.alpha)
-    run.add_argument("--weights", default=defaults.weights, help="imagenet, none, or a path to a .h5 file")
+    run.add_argument("--image-size", type=image_size, metavar="PX",
+                     help=f"input size (default {defaults.image_size}, or the space's when it declares image_size)")
+    run.add_argument("--alpha", type=float, choices=sorted(ALPHA_FILE_TAGS),
+                     help=f"MobileNet width (default {defaults.alpha}, or the space's when it declares alpha)")
+    run.add_argument("--weights", default=defaults.weights,
+                     help="imagenet, none, a .h5 file, or a folder of Keras' MobileNet files (one per alpha)")
     run.add_argument("--mode", choices=MODES, default=defaults.mode)
     run.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     run.add_argument("--pruner", choices=PRUNERS, default="median")
+    run.add_argument("--objectives", default="accuracy", metavar="LIST",
+                     help="accuracy (default), or accuracy and costs to minimise: accuracy,macs (params, size, "
+                          "latency): a multi-objective study, which is not pruned")
     run.add_argument("--seed", type=int, default=defaults.seed, help="split, sampler and training seed")
     split = SplitConfig()
     run.add_argument("--val-fraction", type=fraction, default=split.val_fraction)
@@ -179,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from study.objectives import parse_objectives
     from study.runner import run_study
     from study.workers import launch_workers, parse_gpus
 
@@ -194,8 +201,11 @@ def run_command(args: argparse.Namespace) -> int:
     if args.augment_strength < 0:
         raise StudyError(f"--augment-strength: expected a non-negative number, got {args.augment_strength}")
     augment = AugmentConfig(enabled=not args.no_augment).scaled(args.augment_strength)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
-                        alpha=args.alpha, weights=args.weights, mode=args.mode, augment=augment, seed=args.seed,
+    defaults = TrainConfig()
+    explicit = tuple(name for name in ("image_size", "alpha") if getattr(args, name) is not None)
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                        image_size=args.image_size or defaults.image_size,
+                        alpha=args.alpha or defaults.alpha, weights=args.weights, mode=args.mode, augment=augment, seed=args.seed,
                         precision=args.precision, augment_copies=args.cached_augment_copies, jit=args.jit)
     config = RunConfig(
         data_dir=args.data, space=args.space, study_name=args.study_name, storage=args.storage,
@@ -205,9 +215,11 @@ def run_command(args: argparse.Namespace) -> int:
         unfreeze_blocks=args.unfreeze_blocks, stage2_lr_factor=args.stage2_lr_factor,
         isolation=args.isolation, trials_per_worker=args.trials_per_worker,
         worker_memory_mb=args.worker_memory_limit, trial_timeout=args.trial_timeout,
-        command_line=command_line(),
+        objectives=parse_objectives(args.objectives), explicit_flags=explicit, command_line=command_line(),
     )
     if args.engine == "keras-tuner":
+        if len(config.objectives) > 1:
+            raise StudyError("--objectives: Keras Tuner searches one objective; use --engine optuna")
         from study.keras_tuner_engine import run_keras_tuner
 
         return run_keras_tuner(config, args.kt_tuner)

@@ -68,4 +68,6 @@ class RunConfig:
     worker_memory_mb: float | None = None  # recycle a worker past this resident memory; None: half the machine's
     trial_timeout: float | None = None  # seconds; a longer trial is ended and fails
     verbose: bool = False
+    objectives: tuple[str, ...] = ("accuracy",)  # then costs to minimise: multi-objective (no pruning)
+    explicit_flags: tuple[str, ...] = ()  # "image_size" / "alpha" when given on the command line
     command_line: str = ""

@@ -24,7 +24,7 @@ from study.errors import StorageError, StudyError
 from study.holdout import prepare_holdout
 from study.objective import Objective
 from study.progress import LiveTrialLine, format_trial_line
-from study.runner import check_weights_file, fail_abandoned_trials, start_runtime
+from study.runner import check_weights_file, fail_abandoned_trials, settle_space, space_shapes, start_runtime
 from study.search_space import parse_space
 from study.storage import StorageLocation, best_model_paths, claim_single_writer, load_study, open_storage
 
@@ -74,6 +74,7 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
 
     space = parse_space(attrs["space_text"], f"{attrs['space_name']}.toml (stored in the study)")
     train = train_config_from(attrs)
+    space, train, _ = settle_space(space, train, tuple(attrs.get("explicit_flags", ())))
     if epochs is not None:
         train = replace(train, epochs=epochs)
     if patience is not None and patience >= train.epochs:
@@ -86,6 +87,10 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
         raise StorageError(f"the images in '{attrs['data_dir']}' changed since study '{study_name}' ran")
 
     holdout = None
+    shapes = space_shapes(space, train)
+    if holdout_dir is not None and len({size for _, size in shapes}) > 1:
+        raise StudyError(f"--holdout: study '{study_name}' searches the image size; held-out images are "
+                         "decoded at one size, so confirm it without --holdout")
     if holdout_dir is not None:
         holdout = prepare_holdout(holdout_dir, list(attrs["class_names"]), train.image_size, data.root,
                                   location.files_dir)
@@ -95,7 +100,8 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
               "holdout_fingerprint": holdout.fingerprint if holdout else None}
     job_options = {"patience": patience, "holdout_dir": str(holdout.arrays_dir) if holdout else None}
 
-    setup, runtime, _, data = start_runtime(data, split, train, location, RunConfig(data_dir=data.root))
+    setup, runtime, _, data = start_runtime(data, split, train, location, RunConfig(data_dir=data.root),
+                                            shapes=shapes)
     try:
         return confirm_runs(location, storage, study_name, chosen, seeds, space, setup, runtime, budget,
                             job_options)

@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+from study.analysis import accuracy
 from study.storage import StorageLocation, load_study
 
 
@@ -16,7 +17,8 @@ def trial_records(trials) -> list[dict[str, Any]]:
         record: dict[str, Any] = {
             "number": trial.number,
             "state": trial.state.name,
-            "value": trial.value,
+            "value": accuracy(trial),
+            **({f"value_{i}": v for i, v in enumerate(trial.values)} if trial.values and len(trial.values) > 1 else {}),
             "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,
             "datetime_complete": trial.datetime_complete.isoformat() if trial.datetime_complete else None,
         }

@@ -16,6 +16,7 @@ from pathlib import Path
 from study.errors import WeightsError
 
 MODES = ("finetune", "frozen", "cached", "two-stage")
+POOLINGS = ("flatten", "avg", "max")  # how the base's feature map reaches the head; the original's is flatten
 MOBILENET_BLOCKS = 13  # depthwise-separable blocks conv_dw_1/conv_pw_1 .. conv_dw_13/conv_pw_13
 ALPHA_FILE_TAGS = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}  # as in Keras' file names
 KERAS_WEIGHT_ROWS = (128, 160, 192, 224)  # input sizes Keras publishes weights for
@@ -59,13 +60,33 @@ def resolve_weights(weights: str, alpha: float, image_size: int) -> str | None:
             ) from None
         return "imagenet"
     path = Path(weights)
+    if path.is_dir():
+        path = weights_file_in(path, alpha, image_size)
     if not path.is_file():
         raise WeightsError(f"weights file '{path}' does not exist "
-                           "(expected imagenet, none or the path of a MobileNet .h5 file)")
+                           "(expected imagenet, none, the path of a MobileNet .h5 file or a folder of them)")
     with open(path, "rb") as handle:
         if handle.read(8) != HDF5_SIGNATURE:
             raise WeightsError(f"weights file '{path}' is not an HDF5 (.h5) Keras weights file")
     return str(path)
+
+
+def weights_file_in(folder: Path, alpha: float, image_size: int) -> Path:
+    """The file for (alpha, image size) in a folder of Keras' MobileNet weights files.
+
+    Keras' own name for that size first, else any input size of that alpha (224 preferred):
+    the convolutions' weights fit every input size.
+    """
+    exact = folder / imagenet_weights_filename(alpha, image_size)
+    if exact.is_file():
+        return exact
+    tag = ALPHA_FILE_TAGS.get(alpha)
+    candidates = sorted(folder.glob(f"mobilenet_{tag}_*_tf_no_top.h5"),
+                        key=lambda p: (p.name != f"mobilenet_{tag}_224_tf_no_top.h5", p.name))
+    if tag is None or not candidates:
+        raise WeightsError(f"weights folder '{folder}' has no MobileNet alpha={alpha} file "
+                           f"(expected {exact.name}, as Keras names them)")
+    return candidates[0]
 
 
 def check_weights(weights: str, alpha: float, image_size: int) -> str | None:
@@ -102,12 +123,15 @@ def build_base(image_size: int, alpha: float, weights: str | None):
 
 def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str | None,
                 head_depth: int, dense_units: int, dropout: float, learning_rate: float,
-                mode: str = "finetune", precision: str = "float32", jit: bool = False):
-    """MobileNet -> Flatten -> head_depth x (Dense + Dropout) -> softmax, compiled with Adam.
+                mode: str = "finetune", precision: str = "float32", jit: bool = False, pooling: str = "flatten",
+                unfreeze_blocks: int = MOBILENET_BLOCKS):
+    """MobileNet -> Flatten (or pooling) -> head_depth x (Dense + Dropout) -> softmax, compiled with Adam.
 
     Args:
         weights: what `resolve_weights` returned (None, "imagenet" or a file path).
         mode: "finetune" trains the base as well (the original), "frozen" only the head.
+        pooling: "flatten" (the original), "avg" or "max" (global pooling of the feature map).
+        unfreeze_blocks: finetune mode: how many of MobileNet's top blocks train (13: all, the original).
         precision: "float32", or "mixed" for float16 compute with float32 weights (GPU).
         jit: compile the training step with XLA (opt-in: measure it, see benchmarks/gpu.py).
     Returns:
@@ -117,7 +141,8 @@ def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str |
 
     keras.mixed_precision.set_global_policy("mixed_float16" if precision == "mixed" else "float32")
     base = build_base(image_size, alpha, weights)
-    base.trainable = mode == "finetune"  # "frozen" (and the cached modes) train the head only
+    # "frozen" (and the cached modes) train the head only
+    set_trainable_blocks(base, unfreeze_blocks if mode == "finetune" else 0)
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="to_minus1_1")(inputs)
     if weights is not None:
@@ -133,16 +158,22 @@ def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str |
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = 0.8
         x = base(x)
-    outputs = add_head(x, n_classes=n_classes, head_depth=head_depth, dense_units=dense_units, dropout=dropout)
+    outputs = add_head(x, n_classes=n_classes, head_depth=head_depth, dense_units=dense_units, dropout=dropout,
+                       pooling=pooling)
     model = keras.Model(inputs, outputs, name=f"mobilenet_F_{head_depth}xD{dense_units}")
     return compile_adam(model, learning_rate, jit)
 
 
-def add_head(x, *, n_classes: int, head_depth: int, dense_units: int, dropout: float):
-    """Flatten -> head_depth x (Dense + Dropout) -> softmax, applied to the tensor `x`."""
+def add_head(x, *, n_classes: int, head_depth: int, dense_units: int, dropout: float, pooling: str = "flatten"):
+    """Flatten (or global pooling) -> head_depth x (Dense + Dropout) -> softmax, applied to the tensor `x`."""
     import keras
 
-    x = keras.layers.Flatten(name="flatten")(x)
+    if pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
     for index in range(head_depth):
         x = keras.layers.Dense(dense_units, activation="relu", name=f"dense_{index + 1}")(x)
         x = keras.layers.Dropout(dropout, name=f"dropout_{index + 1}")(x)
@@ -163,13 +194,13 @@ def compile_adam(model, learning_rate: float, jit: bool = False):
 
 
 def build_head(*, feature_shape: tuple[int, ...], n_classes: int, head_depth: int, dense_units: int,
-               dropout: float, learning_rate: float, jit: bool = False):
+               dropout: float, learning_rate: float, jit: bool = False, pooling: str = "flatten"):
     """The head alone, on cached base outputs of `feature_shape`, compiled with Adam."""
     import keras
 
     inputs = keras.Input(feature_shape, name="base_features")
     outputs = add_head(inputs, n_classes=n_classes, head_depth=head_depth, dense_units=dense_units,
-                       dropout=dropout)
+                       dropout=dropout, pooling=pooling)
     return compile_adam(keras.Model(inputs, outputs, name=f"head_{head_depth}xD{dense_units}"), learning_rate, jit)
 
 
@@ -188,10 +219,14 @@ def with_base(head, *, image_size: int, alpha: float, weights: str | None, learn
 
 
 def set_trainable_blocks(base, blocks: int) -> None:
-    """Freeze the base except its top `blocks` depthwise-separable blocks (0: all frozen)."""
+    """Freeze the base except its top `blocks` depthwise-separable blocks (0: all frozen, 13: all trained)."""
     first = MOBILENET_BLOCKS - blocks + 1
     base.trainable = blocks > 0
     if blocks <= 0:
+        return
+    if blocks >= MOBILENET_BLOCKS:  # the whole base, its first standard convolution (conv1) included
+        for layer in base.layers:
+            layer.trainable = True
         return
     for layer in base.layers:
         parts = layer.name.split("_")

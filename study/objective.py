@@ -16,7 +16,8 @@ from pathlib import Path
 import optuna
 
 from study import interrupts
-from study.analysis import SEED_ATTR
+from study.analysis import SEED_ATTR, accuracy
+from study.objectives import objective_values
 from study.search_space import SearchSpace, suggest
 from study.training import EpochLog
 from study.trial_runtime import TrialFailed
@@ -28,7 +29,7 @@ class Objective:
 
     def __init__(self, space: SearchSpace, setup: RunSetup, runtime, model_path: Path, meta_path: Path,
                  artifact_store=None, trial_timeout: float | None = None, job_options: dict | None = None,
-                 live_line=None):
+                 live_line=None, objectives: tuple[str, ...] = ("accuracy",)):
         self.space = space
         self.setup = setup
         self.train = setup.train
@@ -39,13 +40,15 @@ class Objective:
         self.trial_timeout = trial_timeout
         self.job_options = job_options or {}  # TrialJob fields: kind, unfreeze_blocks, lr_factor
         self.live_line = live_line  # progress.LiveTrialLine, or None
+        self.objectives = objectives  # more than one: multi-objective, which Optuna cannot prune
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         interrupts.raise_if_requested()
         params = suggest(trial, self.space)
-        for name in ("head_depth", "dense_units", "learning_rate", "dropout"):
-            if self.space.parameter(name).kind == "fixed":
-                trial.set_user_attr(name, params[name])
+        for spec in self.space.parameters:
+            if spec.kind == "fixed":
+                trial.set_user_attr(spec.name, params[spec.name])
+        multi = len(self.objectives) > 1
         is_seed = SEED_ATTR in trial.user_attrs
         log = EpochLog()
 
@@ -58,6 +61,8 @@ class Objective:
             self._record_epochs(trial, epoch_log)
             if self.live_line is not None:
                 self.live_line.epoch(epoch, epoch_log.history["val_accuracy"][-1])
+            if multi:
+                return
             trial.report(epoch_log.history["val_accuracy"][-1], step=epoch)
             # After the last epoch there is nothing left to save: the trial completes.
             if not is_seed and epoch < self.train.epochs and trial.should_prune():
@@ -98,6 +103,8 @@ class Objective:
         self._record_artifacts(trial, params, "COMPLETE", result.history, result.best_epoch, result.test_accuracy)
         if self._is_new_best(trial, result.best_val_accuracy):
             self._save_best(trial, result.best_val_accuracy, result.test_accuracy, params)
+        if multi:
+            return objective_values(self.objectives, result.best_val_accuracy, result.extra_attrs)
         return result.best_val_accuracy
 
     def _record_worker(self, trial: optuna.Trial) -> None:
@@ -127,7 +134,7 @@ class Objective:
     @staticmethod
     def _is_new_best(trial: optuna.Trial, value: float) -> bool:
         completed = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        return all(value > t.value for t in completed if t.number != trial.number)
+        return all(value > accuracy(t) for t in completed if t.number != trial.number)
 
     def _save_best(self, trial: optuna.Trial, value: float, test_accuracy: float, params: dict) -> None:
         """Have the runtime write the model; the trial's result stands even if it cannot."""
@@ -138,7 +145,7 @@ class Objective:
             "test_accuracy": test_accuracy,
             "params": params,
             "class_names": list(self.setup.class_names),
-            "image_size": self.train.image_size,
+            "image_size": int(params.get("image_size", self.train.image_size)),
             "train": {k: v for k, v in asdict(self.train).items() if k != "augment"},
         }
         try:

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
-from study.analysis import SEED_ATTR, param_value  # noqa: E402
+from study.analysis import SEED_ATTR, accuracy, param_value  # noqa: E402
 
 COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#d62728", "FAIL": "#7f7f7f", "seed": "#ff7f0e"}
 
@@ -47,13 +47,13 @@ def learning_curve(history: dict[str, list[float]], title: str, path: Path,
 
 def results_chart(trials: Sequence[FrozenTrial], path: Path) -> Path:
     """Validation (bar) and test (dot) accuracy of every completed trial, best first; seeds labelled."""
-    done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -accuracy(t))
     height = max(2.5, 0.22 * len(done) + 1)
     figure, axis = plt.subplots(figsize=(8, height))
     labels = [t.user_attrs.get(SEED_ATTR, f"trial {t.number}") for t in done]
     colours = [COLOURS["seed"] if SEED_ATTR in t.user_attrs else COLOURS["COMPLETE"] for t in done]
     positions = range(len(done))
-    axis.barh(positions, [t.value for t in done], color=colours, label="validation accuracy (best epoch)")
+    axis.barh(positions, [accuracy(t) for t in done], color=colours, label="validation accuracy (best epoch)")
     axis.plot([t.user_attrs.get("test_accuracy", float("nan")) for t in done], positions, "k.",
               label="test accuracy")
     axis.set_yticks(list(positions), labels, fontsize=7)
@@ -68,10 +68,10 @@ def optimization_history(trials: Sequence[FrozenTrial], path: Path) -> Path:
     """Each completed trial's value by trial number, with the best so far."""
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     figure, axis = plt.subplots(figsize=(8, 3.4))
-    axis.scatter([t.number for t in done], [t.value for t in done], s=14, label="trial")
+    axis.scatter([t.number for t in done], [accuracy(t) for t in done], s=14, label="trial")
     best, steps = float("-inf"), []
     for t in done:
-        best = max(best, t.value)
+        best = max(best, accuracy(t))
         steps.append(best)
     axis.step([t.number for t in done], steps, where="post", color="#d62728", label="best so far")
     axis.set_xlabel("trial")
@@ -131,7 +131,7 @@ def axis_plot(trials: Sequence[FrozenTrial], parameter: str, log: bool, path: Pa
             continue
         if t.state == TrialState.COMPLETE:
             seed = SEED_ATTR in t.user_attrs
-            axis.plot(value, t.value, "*" if seed else "o", color=COLOURS["seed" if seed else "COMPLETE"],
+            axis.plot(value, accuracy(t), "*" if seed else "o", color=COLOURS["seed" if seed else "COMPLETE"],
                       markersize=9 if seed else 5)
         elif t.state == TrialState.PRUNED and t.intermediate_values:
             axis.plot(value, t.intermediate_values[max(t.intermediate_values)], "x", color=COLOURS["PRUNED"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from study.analysis import SEED_ATTR
+from study.analysis import SEED_ATTR, accuracy, best_by_accuracy
 
 
 def format_trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
@@ -13,7 +13,7 @@ def format_trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> s
     attrs = trial.user_attrs
     parts = [f"trial {trial.number:>3} {trial.state.name:<8}"]
     if trial.state == TrialState.COMPLETE:
-        parts.append(f"val {trial.value:.4f} test {attrs.get('test_accuracy', float('nan')):.4f}")
+        parts.append(f"val {accuracy(trial):.4f} test {attrs.get('test_accuracy', float('nan')):.4f}")
     elif trial.state == TrialState.PRUNED:
         parts.append(f"after {attrs.get('epochs_run', '?')} epochs")
     elif trial.state == TrialState.FAIL:
@@ -24,10 +24,12 @@ def format_trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> s
         parts.append(f"[{attrs[SEED_ATTR]}]")
     if trial.datetime_start and trial.datetime_complete:
         parts.append(f"{(trial.datetime_complete - trial.datetime_start).total_seconds():.1f} s")
-    try:
-        parts.append(f"| best {study.best_value:.4f} (#{study.best_trial.number})")
-    except ValueError:
-        pass
+    cost_names = study.user_attrs.get("objectives", ["accuracy"])[1:]
+    if trial.state == TrialState.COMPLETE and cost_names:
+        parts.append(" ".join(f"{name} {value:.4g}" for name, value in zip(cost_names, trial.values[1:])))
+    best = best_by_accuracy(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if best is not None:
+        parts.append(f"| best {accuracy(best):.4f} (#{best.number})")
     return "  ".join(parts)
 
 

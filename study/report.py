@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from study import plots
-from study.analysis import (SEED_ATTR, best_of_seven, best_so_far, claim_effects, confirmed_configs, edge_warnings,
+from study.analysis import (SEED_ATTR, accuracy, best_of_seven, best_so_far, claim_effects, confirmed_configs, edge_warnings,
                             holdout_runs_of, latest_confirmation, lead_over, param_value, pruning_savings, runs_of,
                             seven_rows, state_counts, top_trials, ORIGINAL_CLAIMS)
 from study.budget import trial_still_improving
@@ -120,13 +120,13 @@ def summary_section(study_name, attrs, trials, epochs, location, confirm_trials=
         if reasons:
             lines.append("Failure reasons: " + "; ".join(f"`{r}`" for r in reasons) + ".")
         return lines + [""]
-    best = max(done, key=lambda t: t.value)
+    best = max(done, key=lambda t: accuracy(t))
     label = best.user_attrs.get(SEED_ATTR, f"trial {best.number}")
-    lines.append(f"- **Best**: {md(label)} ({params_text(best)}): validation accuracy {pct(best.value)}, "
+    lines.append(f"- **Best**: {md(label)} ({params_text(best)}): validation accuracy {pct(accuracy(best))}, "
                  f"test accuracy {pct(best.user_attrs.get('test_accuracy'))}.")
     seven_best = best_of_seven(seven_rows(trials))
     if seven_best is not None:
-        gap = best.value - seven_best.val_accuracy
+        gap = accuracy(best) - seven_best.val_accuracy
         lines.append(f"- **Best of the seven here**: {md(seven_best.name)}, validation {pct(seven_best.val_accuracy)}, "
                      f"test {pct(seven_best.test_accuracy)}; the best trial is "
                      f"{100 * gap:+.2f} points from it on validation (the images that chose it).")
@@ -195,7 +195,7 @@ def beyond_section(trials, space) -> list[str]:
     for t in best:
         a = t.user_attrs
         lines.append(f"| {t.number} | {param_value(t, 'head_depth')} | {param_value(t, 'dense_units')} | "
-                     f"{param_value(t, 'learning_rate'):.2e} | {param_value(t, 'dropout'):.2f} | {pct(t.value)} | "
+                     f"{param_value(t, 'learning_rate'):.2e} | {param_value(t, 'dropout'):.2f} | {pct(accuracy(t))} | "
                      f"{pct(a.get('test_accuracy'))} | {a.get('epochs_run', '-')} | "
                      f"{a.get('trainable_params', 0):,} | {improving_text(t)} |")
     lines.append("")
@@ -400,7 +400,7 @@ def stage_two_section(study_name, storage) -> list[str]:
     for t in sorted(trials, key=lambda t: t.number):
         a = t.user_attrs
         lines.append(f"| {a.get(STAGE1_ATTR, '-')} | {params_text(t)} | {pct(a.get('stage1_value'))} | "
-                     f"{pct(a.get('head_only_val_accuracy'))} | {pct(t.value)} | {pct(a.get('test_accuracy'))} | "
+                     f"{pct(a.get('head_only_val_accuracy'))} | {pct(accuracy(t))} | {pct(a.get('test_accuracy'))} | "
                      f"{a.get('unfreeze_blocks', '-')} | {t.state.name.lower()} |")
     return lines + [""]
 

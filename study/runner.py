@@ -10,11 +10,13 @@ completed or been pruned. Trials train in the runtime `--isolation` names (see
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import sys
 import time
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -24,9 +26,11 @@ from study.artifacts import artifact_store
 from study.config import RunConfig
 from study.data import load_splits
 from study.errors import StorageError
+from study.analysis import accuracy, best_by_accuracy
 from study.objective import SEED_ATTR, Objective
+from study.objectives import OBJECTIVES, directions_of
 from study.progress import LiveTrialLine, format_trial_line
-from study.search_space import SearchSpace, load_space, seed_trial_params
+from study.search_space import SearchSpace, apply_run_flags, load_space, seed_trial_params, values_of
 from study.storage import (best_model_paths, check_writable, claim_single_writer, exclusive_section,
                            open_storage, resolve_storage)
 from study.devices import describe_devices
@@ -80,6 +84,7 @@ def study_attrs(config: RunConfig, space: SearchSpace, data, prepared) -> dict:
         "gpus": [gpu["name"] for gpu in prepared.gpus],
         "device": prepared.device,
         "isolation": config.isolation,
+        "explicit_flags": list(config.explicit_flags),
         "packages": package_versions(),
     }
 
@@ -97,9 +102,13 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def check_resumable(study: optuna.Study, space: SearchSpace, data, train) -> None:
-    """Refuse to add trials to an existing study made with another space or data set."""
+def check_resumable(study: optuna.Study, space: SearchSpace, data, train, objectives=("accuracy",)) -> None:
+    """Refuse to add trials to an existing study made with another space, data set or objectives."""
     attrs = study.user_attrs
+    old_objectives = tuple(attrs.get("objectives", ["accuracy"])) if attrs else tuple(objectives)
+    if old_objectives != tuple(objectives):
+        raise StorageError(f"study '{study.study_name}' was run with --objectives {','.join(old_objectives)}, "
+                           f"not {','.join(objectives)}; use another --study-name")
     if "space_fingerprint" in attrs and attrs["space_fingerprint"] != space.fingerprint():
         raise StorageError(
             f"study '{study.study_name}' exists with search space '{attrs.get('space_name')}' "
@@ -180,25 +189,54 @@ def check_weights_file(weights: str) -> None:
     """
     from study.model import resolve_weights
 
-    if weights.lower() not in ("imagenet", "none"):
+    if weights.lower() not in ("imagenet", "none") and not Path(weights).is_dir():
         resolve_weights(weights, 1.0, 224)
 
 
-def start_runtime(data, split, train, location, config_like, announce: bool = True):
+def settle_space(space: SearchSpace, train, explicit: tuple[str, ...]):
+    """The space and training settings of this run: flags reconciled with the space (see
+    `apply_run_flags`), and the run's own image size and alpha taken from the space when it
+    declares them (a fixed value, or its first choice). Returns (space, train, notes)."""
+    flags = {name: getattr(train, name) if name in explicit else None for name in ("image_size", "alpha")}
+    space, notes = apply_run_flags(space, flags, train.mode)
+    train = replace(train, image_size=int(values_of(space, "image_size", train.image_size)[0]),
+                    alpha=float(values_of(space, "alpha", train.alpha)[0]))
+    return space, train, notes
+
+
+def space_shapes(space: SearchSpace, train) -> tuple[tuple[float, int], ...]:
+    """Every (alpha, image size) the space's trials can have."""
+    alphas = values_of(space, "alpha", train.alpha)
+    sizes = values_of(space, "image_size", train.image_size)
+    return tuple((float(a), int(s)) for a, s in itertools.product(alphas, sizes))
+
+
+def start_runtime(data, split, train, location, config_like, announce: bool = True, shapes=()):
     """Write the decoded images beside the storage, start the trial runtime and prepare the run.
 
     Returns (setup, runtime, prepared, data), `data` now memory-mapped from the image cache.
-    `config_like` supplies isolation, trials_per_worker, worker_memory_mb and verbose.
+    `config_like` supplies isolation, trials_per_worker, worker_memory_mb and verbose; `shapes`
+    the (alpha, image size) pairs of a space that searches them (images are decoded per size).
     """
-    from study.array_cache import IMAGE_CACHE_DIR_NAME, memory_mapped, write_image_cache
+    from study.array_cache import IMAGE_CACHE_DIR_NAME, image_caches_for_sizes, memory_mapped, write_image_cache
     from study.features import CACHE_DIR_NAME
 
     folder = write_image_cache(data, split, train.image_size, location.files_dir / IMAGE_CACHE_DIR_NAME)
+    image_dirs = {}
+    sizes = {size for _, size in shapes} - {train.image_size}
+    if sizes:
+        started = time.perf_counter()
+        image_dirs = image_caches_for_sizes(data, split, sizes, location.files_dir / IMAGE_CACHE_DIR_NAME)
+        if announce:
+            print(f"images: also at {', '.join(f'{s} px' for s in sorted(sizes))} "
+                  f"({time.perf_counter() - started:.1f} s)", flush=True)
     data = memory_mapped(data, folder)
     setup = RunSetup(train=train, class_names=tuple(data.class_names), images_dir=str(folder),
                      data_root=str(data.root), data_fingerprint=data.fingerprint, split_seed=data.seed,
                      feature_cache_root=str(location.files_dir / CACHE_DIR_NAME),
-                     verbose=config_like.verbose)
+                     verbose=config_like.verbose,
+                     image_dirs=tuple((size, str(path)) for size, path in sorted(image_dirs.items())),
+                     shapes=tuple(shapes) if len(shapes) > 1 else ())
     runtime = make_runtime(config_like.isolation, config_like.trials_per_worker, config_like.worker_memory_mb)
     try:
         started = time.perf_counter()
@@ -219,8 +257,10 @@ def start_runtime(data, split, train, location, config_like, announce: bool = Tr
 
 def run_study(config: RunConfig) -> int:
     """Run (or resume) the study described by `config`; returns the process exit code."""
-    train = config.train
-    space = load_space(config.space)
+    space, train, notes = settle_space(load_space(config.space), config.train, config.explicit_flags)
+    config = replace(config, train=train)
+    for note in notes:
+        print(note, flush=True)
     location = resolve_storage(config.storage)
     check_writable(location.files_dir)
     study_name = config.study_name or config.data_dir.resolve().name
@@ -234,7 +274,8 @@ def run_study(config: RunConfig) -> int:
           + (f", {len(data.skipped)} unreadable skipped" if data.skipped else "")
           + f" (decoded in {time.perf_counter() - started:.1f} s)", flush=True)
 
-    setup, runtime, prepared, data = start_runtime(data, config.split, train, location, config)
+    setup, runtime, prepared, data = start_runtime(data, config.split, train, location, config,
+                                                   shapes=space_shapes(space, train))
     try:
         study, storage = open_run_study(config, space, location, study_name, data, prepared)
         optimize_to_total(config, space, location, study, storage, study_name, setup, runtime)
@@ -261,15 +302,20 @@ def open_run_study(config: RunConfig, space: SearchSpace, location, study_name: 
     claim_single_writer(location)
     storage = open_storage(location, heartbeat_seconds=config.heartbeat_seconds)
     print(f"storage: {location.display}  study: {study_name}", flush=True)
-    study = optuna.create_study(
-        storage=storage, study_name=study_name, direction="maximize", load_if_exists=True,
-        sampler=make_sampler(config.sampler, train.seed), pruner=make_pruner(config.pruner, train.epochs),
-    )
-    check_resumable(study, space, data, train)
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=study_name, directions=directions_of(config.objectives), load_if_exists=True,
+            sampler=make_sampler(config.sampler, train.seed), pruner=make_pruner(config.pruner, train.epochs),
+        )
+    except ValueError as error:  # an existing study with other directions
+        raise StorageError(f"study '{study_name}': {error}; use the study's --objectives or another "
+                           "--study-name") from None
+    check_resumable(study, space, data, train, config.objectives)
     if not study.user_attrs:
         for key, value in study_attrs(config, space, data, prepared).items():
             study.set_user_attr(key, value)
-        study.set_metric_names([METRIC_NAME])
+        study.set_user_attr("objectives", list(config.objectives))
+        study.set_metric_names([OBJECTIVES[name].metric for name in config.objectives])
     commands = list(study.user_attrs.get("command_lines", []))
     study.set_user_attr("command_lines", commands + [config.command_line])
     if location.scheme == "sqlite":
@@ -295,7 +341,8 @@ def optimize_to_total(config: RunConfig, space: SearchSpace, location, study, st
     deadline = time.monotonic() + config.timeout if config.timeout else None
     model_path, meta_path = best_model_paths(location, study_name)
     objective = Objective(space, setup, runtime, model_path, meta_path, artifact_store=artifact_store(location),
-                          trial_timeout=config.trial_timeout, live_line=LiveTrialLine())
+                          trial_timeout=config.trial_timeout, live_line=LiveTrialLine(),
+                          objectives=config.objectives)
     announced = waiting_said = False
     can_wait = bool(config.heartbeat_seconds) and location.scheme not in ("sqlite", "journal")
     with interrupts.deferred():
@@ -311,7 +358,9 @@ def optimize_to_total(config: RunConfig, space: SearchSpace, location, study, st
             if remaining > 0:
                 if not announced:
                     print(f"running {remaining} trial(s) of {total} ({finished} finished before), "
-                          f"{train.epochs} epochs each, mode {train.mode}", flush=True)
+                          f"{train.epochs} epochs each, mode {train.mode}"
+                          + (f", objectives {', '.join(config.objectives)} (multi-objective: no pruning)"
+                             if len(config.objectives) > 1 else ""), flush=True)
                     announced = True
                 stop_at_total = StopAtTotal(total)
                 study.optimize(
@@ -356,13 +405,12 @@ def print_summary(study: optuna.Study, location, study_name: str) -> None:
             states[trial.state] += 1
     print(f"trials: {states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} pruned, "
           f"{states[TrialState.FAIL]} failed")
-    try:
-        best = study.best_trial
-    except ValueError:
+    best = best_by_accuracy(study.get_trials(deepcopy=False))
+    if best is None:
         print("no completed trial yet", file=sys.stderr)
         return
     model_path, _ = best_model_paths(location, study_name)
-    print(f"best: trial {best.number}, validation accuracy {best.value:.4f}, "
+    print(f"best: trial {best.number}, validation accuracy {accuracy(best):.4f}, "
           f"test accuracy {best.user_attrs.get('test_accuracy', float('nan')):.4f}, params {best.params}")
     print(f"best model: {model_path}")
     print(f"inspect: python -m study dashboard --storage '{location.display}'")

@@ -26,19 +26,34 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 
 # The hyperparameters a space may declare, the Python type of their values, and the values
-# the model builder can take.
+# the model builder can take. The four head parameters are required; MobileNet's own
+# trade-offs are optional and default to the run's settings (--image-size, --alpha) or to
+# the original (flatten, the whole base fine-tuned).
 PARAMETER_KINDS: dict[str, type] = {
     "head_depth": int,
     "dense_units": int,
     "learning_rate": float,
     "dropout": float,
+    "pooling": str,
+    "image_size": int,
+    "unfreeze_blocks": int,
+    "alpha": float,
 }
+REQUIRED_PARAMETERS = ("head_depth", "dense_units", "learning_rate", "dropout")
+MOBILENET_PARAMETERS = ("pooling", "image_size", "unfreeze_blocks", "alpha")
 PARAMETER_BOUNDS: dict[str, tuple[float, float]] = {
     "head_depth": (0, 64),
     "dense_units": (1, 1 << 20),
     "learning_rate": (1e-12, 10.0),
     "dropout": (0.0, 0.99),
+    "image_size": (32, 1024),
+    "unfreeze_blocks": (0, 13),
+    "alpha": (0.25, 1.0),
 }
+# Values outside a range: pooling and alpha are names of finite sets; image sizes are choices
+# because each one needs its own decoded images (and, in cached mode, its own features).
+ALLOWED_VALUES: dict[str, tuple] = {"pooling": ("flatten", "avg", "max"), "alpha": (0.25, 0.5, 0.75, 1.0)}
+CHOICES_ONLY = ("pooling", "image_size", "alpha")
 ROLES = ("scientific", "nuisance", "fixed")
 PARAM_KEYS = {"role", "type", "low", "high", "log", "step", "choices", "value", "note"}
 TOP_KEYS = {"description", "n_trials", "params", "seeds"}
@@ -183,10 +198,10 @@ def parse_space(text: str, path: Path | str = "<space>") -> SearchSpace:
     parameters = []
     for name, table in declared.items():
         parameters.append(_parse_parameter(name, table, fail))
-    missing = [name for name in PARAMETER_KINDS if name not in declared]
+    missing = [name for name in REQUIRED_PARAMETERS if name not in declared]
     if missing:
         raise fail(f"params.{missing[0]}", "missing: every space declares "
-                   + ", ".join(PARAMETER_KINDS) + " (use role = \"fixed\" to pin one)")
+                   + ", ".join(REQUIRED_PARAMETERS) + " (use role = \"fixed\" to pin one)")
     parameters.sort(key=lambda p: list(PARAMETER_KINDS).index(p.name))
 
     seeds = _parse_seeds(document.get("seeds", []), parameters, fail)
@@ -210,9 +225,14 @@ def _parse_parameter(name: str, table: Any, fail) -> ParameterSpec:
     if role not in ROLES:
         raise fail(f"{key}.role", f"expected one of {', '.join(ROLES)}, got {role!r}")
     value_type = PARAMETER_KINDS[name]
-    lowest, highest = PARAMETER_BOUNDS[name]
+    lowest, highest = PARAMETER_BOUNDS.get(name, (None, None))
+    allowed = ALLOWED_VALUES.get(name)
 
-    def number(field_name: str, value: Any) -> float:
+    def number(field_name: str, value: Any) -> Any:
+        if allowed is not None:
+            if value not in allowed or isinstance(value, bool):
+                raise fail(f"{key}.{field_name}", f"expected one of {', '.join(map(str, allowed))}, got {value!r}")
+            return value_type(value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok and value_type is int and not float(value).is_integer():
             ok = False
@@ -242,6 +262,8 @@ def _parse_parameter(name: str, table: Any, fail) -> ParameterSpec:
             raise fail(f"{key}.choices", f"repeated value in {choices!r}")
         return ParameterSpec(name, role, "categorical", choices=values)
 
+    if name in CHOICES_ONLY:
+        raise fail(key, "give choices = [...] or role = \"fixed\" with value = ... (no range for this one)")
     for field_name in ("low", "high"):
         if field_name not in table:
             raise fail(f"{key}.{field_name}", "missing: give low and high, or choices")
@@ -340,3 +362,57 @@ def distribution(spec: ParameterSpec):
 def seed_trial_params(space: SearchSpace, seed: SeedConfig) -> dict[str, Any]:
     """The parameters to enqueue for a seed: its values of the varied hyperparameters."""
     return {spec.name: seed.params[spec.name] for spec in space.varied()}
+
+
+FLAG_NAMES = {"image_size": "--image-size", "alpha": "--alpha"}
+
+
+def fix_parameter(space: SearchSpace, name: str, value: Any) -> SearchSpace:
+    """`space` with `name` fixed at `value`; seeds take that value too."""
+    from dataclasses import replace
+
+    parameters = tuple(ParameterSpec(name, "fixed", "fixed", value=value) if p.name == name else p
+                       for p in space.parameters)
+    seeds = tuple(replace(seed, params={**seed.params, name: value}) for seed in space.seeds)
+    return replace(space, parameters=parameters, seeds=seeds)
+
+
+def apply_run_flags(space: SearchSpace, flags: dict[str, Any], mode: str) -> tuple[SearchSpace, list[str]]:
+    """Reconcile the run's `--image-size` / `--alpha` (None: not given) and mode with the space.
+
+    A flag the space does not declare is the run's setting, as before. A flag whose value the
+    space can take narrows the parameter to that value for this run; one it cannot take
+    contradicts the space: SearchSpaceError. Outside finetune mode no base block trains, so a
+    declared `unfreeze_blocks` is fixed at 0. Returns the space to run and lines to tell the user.
+    """
+    notes = []
+    declared = {p.name: p for p in space.parameters}
+    for name, value in flags.items():
+        if value is None or name not in declared:
+            continue
+        spec = declared[name]
+        if not spec.contains(value):
+            raise SearchSpaceError(
+                f"{space.path}: params.{name}: {FLAG_NAMES[name]} {value:g} contradicts the space "
+                f"({spec.describe()}); drop {FLAG_NAMES[name]} or give one of its values")
+        if spec.kind != "fixed":
+            space = fix_parameter(space, name, value)
+            notes.append(f"{FLAG_NAMES[name]} {value:g}: {name} fixed at {value:g} for this run "
+                         f"(the space searches {spec.describe()})")
+    spec = declared.get("unfreeze_blocks")
+    if spec is not None and mode != "finetune" and not (spec.kind == "fixed" and spec.value == 0):
+        space = fix_parameter(space, "unfreeze_blocks", 0)
+        notes.append(f"mode {mode} trains no base block: unfreeze_blocks fixed at 0 for this run")
+    return space, notes
+
+
+def values_of(space: SearchSpace, name: str, default: Any) -> tuple:
+    """Every value parameter `name` can take in `space` (choices or fixed value; `default` if undeclared)."""
+    spec = next((p for p in space.parameters if p.name == name), None)
+    if spec is None:
+        return (default,)
+    if spec.kind == "fixed":
+        return (spec.value,)
+    if spec.kind == "categorical":
+        return tuple(spec.choices)
+    raise ValueError(f"{name} is a range")

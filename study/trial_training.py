@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from study.config import TrainConfig
+from study.cost import measure_cost
 from study.model import count_params
 from study.training import EpochLog, fit_best_epoch
 
@@ -38,6 +39,22 @@ class RunSetup:
     resolved_weights: str | None = None  # set by prepare_run: None, "imagenet" or a file path
     features_dir: str | None = None  # set by prepare_run in cached modes
     verbose: bool = False
+    image_dirs: tuple[tuple[int, str], ...] = ()  # (size, image-cache folder) of each size the space searches
+    shapes: tuple[tuple[float, int], ...] = ()  # (alpha, image size) pairs the space can give; () = the run's
+
+    def all_shapes(self) -> tuple[tuple[float, int], ...]:
+        return self.shapes or ((self.train.alpha, self.train.image_size),)
+
+    def images_dir_for(self, image_size: int) -> str:
+        """The image-cache folder of one image size."""
+        return dict(self.image_dirs).get(image_size, self.images_dir)
+
+    def shape_of(self, params: dict) -> tuple[float, int]:
+        """(alpha, image size) of a trial: its own when the space searches them, else the run's."""
+        return float(params.get("alpha", self.train.alpha)), int(params.get("image_size", self.train.image_size))
+
+    def is_default_shape(self, params: dict) -> bool:
+        return self.shape_of(params) == (self.train.alpha, self.train.image_size)
 
     @property
     def uses_features(self) -> bool:
@@ -115,7 +132,10 @@ def prepare_run(setup: RunSetup) -> Prepared:
     if train.precision == "mixed" and not gpus:
         raise StudyError("--precision mixed needs a GPU, and TensorFlow sees none on this machine")
     resolved = check_weights(train.weights, train.alpha, train.image_size)
-    if not setup.uses_features:
+    for alpha, image_size in setup.all_shapes():
+        if (alpha, image_size) != (train.alpha, train.image_size):
+            check_weights(train.weights, alpha, image_size)
+    if not setup.uses_features or len(setup.all_shapes()) > 1:  # several shapes: features on demand
         return Prepared(resolved, gpus, seconds=time.perf_counter() - started)
     features = load_features(replace(setup, resolved_weights=resolved))
     return Prepared(resolved, gpus, str(features.folder), features.feature_shape, len(features.y["train"]),
@@ -132,18 +152,34 @@ def load_splits_from_cache(setup: RunSetup):
                       setup.split_seed)
 
 
-def load_features(setup: RunSetup):
-    """The frozen base's outputs for every split, from the feature cache (computed on first use)."""
+def weights_for(setup: RunSetup, alpha: float, image_size: int) -> str | None:
+    """What `keras.applications.MobileNet` takes for one (alpha, image size) of the run."""
+    from study.model import resolve_weights
+
+    if (alpha, image_size) == (setup.train.alpha, setup.train.image_size) and setup.resolved_weights is not None:
+        return setup.resolved_weights
+    return resolve_weights(setup.train.weights, alpha, image_size)
+
+
+def load_features(setup: RunSetup, alpha: float | None = None, image_size: int | None = None):
+    """The frozen base's outputs for every split, from the feature cache (computed on first use).
+
+    One cache folder per (alpha, image size); without them, the run's own.
+    """
     import keras
 
     from study.features import cached_features, weights_identity
     from study.model import build_base
 
     train = setup.train
-    base = build_base(train.image_size, train.alpha, setup.resolved_weights)
-    features = cached_features(load_splits_from_cache(setup), base, Path(setup.feature_cache_root),
-                               weights_identity(setup.resolved_weights, train.seed), alpha=train.alpha,
-                               image_size=train.image_size, augment_copies=train.augment_copies,
+    alpha = train.alpha if alpha is None else alpha
+    image_size = train.image_size if image_size is None else image_size
+    weights = weights_for(setup, alpha, image_size)
+    base = build_base(image_size, alpha, weights)
+    splits = load_splits_from_cache(replace(setup, images_dir=setup.images_dir_for(image_size)))
+    features = cached_features(splits, base, Path(setup.feature_cache_root),
+                               weights_identity(weights, train.seed), alpha=alpha,
+                               image_size=image_size, augment_copies=train.augment_copies,
                                augment=train.augment, seed=train.seed)
     keras.backend.clear_session()
     return features
@@ -157,6 +193,7 @@ class TrialTrainer:
 
     def __init__(self):
         self._arrays: dict[str, tuple] = {}
+        self._feature_dirs: dict[tuple[float, int], str] = {}
         self.model = None
         self.setup: RunSetup | None = None
         self.job: TrialJob | None = None
@@ -208,6 +245,7 @@ class TrialTrainer:
                                 on_batch=after_batch if on_batch is not None or deadline is not None else None)
         _, test_accuracy = model.evaluate(test_data, verbose=0)
         self.model = model
+        extra.update(measure_cost(image_model(setup, job, model)))
         if job.holdout_dir:
             extra.update(self._score_holdout(setup, job, model, Path(job.holdout_dir)))
         return TrialResult(result.history, result.epoch_seconds, result.train_seconds, result.best_epoch,
@@ -226,20 +264,32 @@ class TrialTrainer:
         correct = (probabilities.argmax(axis=1) == y).astype(int)
         return {"holdout_accuracy": float(correct.mean()), "holdout_correct": correct.tolist()}
 
+    def features_dir(self, setup: RunSetup, params: dict) -> str:
+        """The feature-cache folder of a trial's (alpha, image size), computed on first use."""
+        if setup.is_default_shape(params) and setup.features_dir:
+            return setup.features_dir
+        shape = setup.shape_of(params)
+        if shape not in self._feature_dirs:
+            self._feature_dirs[shape] = str(load_features(setup, *shape).folder)
+        return self._feature_dirs[shape]
+
     def _search_model(self, setup: RunSetup, params: dict):
-        from study.model import build_head, build_model
+        from study.model import MOBILENET_BLOCKS, build_head, build_model
 
         train = setup.train
+        alpha, image_size = setup.shape_of(params)
         if setup.uses_features:
-            x, _ = self.arrays(setup.features_dir)
+            x, _ = self.arrays(self.features_dir(setup, params))
             return build_head(feature_shape=tuple(x["train"].shape[1:]), n_classes=len(setup.class_names),
                               head_depth=params["head_depth"], dense_units=params["dense_units"],
-                              dropout=params["dropout"], learning_rate=params["learning_rate"], jit=train.jit)
+                              dropout=params["dropout"], learning_rate=params["learning_rate"], jit=train.jit,
+                              pooling=params.get("pooling", "flatten"))
         return build_model(
-            n_classes=len(setup.class_names), image_size=train.image_size, alpha=train.alpha,
-            weights=setup.resolved_weights, mode=train.mode, precision=train.precision, jit=train.jit,
+            n_classes=len(setup.class_names), image_size=image_size, alpha=alpha,
+            weights=weights_for(setup, alpha, image_size), mode=train.mode, precision=train.precision, jit=train.jit,
             head_depth=params["head_depth"], dense_units=params["dense_units"], dropout=params["dropout"],
-            learning_rate=params["learning_rate"],
+            learning_rate=params["learning_rate"], pooling=params.get("pooling", "flatten"),
+            unfreeze_blocks=params.get("unfreeze_blocks", MOBILENET_BLOCKS),
         )
 
     def _stage2_model(self, setup: RunSetup, job: TrialJob):
@@ -251,13 +301,14 @@ class TrialTrainer:
 
         params, batch = job.params, setup.train.batch_size
         head = self._search_model(setup, params)
-        x, y = self.arrays(setup.features_dir)
+        x, y = self.arrays(self.features_dir(setup, params))
         head_fit = fit_best_epoch(head, make_dataset(x["train"], y["train"], batch, shuffle=True, seed=setup.train.seed),
                                   make_dataset(x["val"], y["val"], batch), setup.train.epochs)
         keras.utils.set_random_seed(setup.train.seed)
-        model = with_base(head, image_size=setup.train.image_size, alpha=setup.train.alpha,
-                          weights=setup.resolved_weights, learning_rate=params["learning_rate"] * job.lr_factor,
-                          unfreeze_blocks=job.unfreeze_blocks)
+        alpha, image_size = setup.shape_of(params)
+        model = with_base(head, image_size=image_size, alpha=alpha,
+                          weights=weights_for(setup, alpha, image_size),
+                          learning_rate=params["learning_rate"] * job.lr_factor, unfreeze_blocks=job.unfreeze_blocks)
         return model, head_fit.best_val_accuracy
 
     def _datasets(self, setup: RunSetup, job: TrialJob):
@@ -266,10 +317,10 @@ class TrialTrainer:
 
         batch = setup.train.batch_size
         if setup.uses_features and job.kind == "search":
-            x, y = self.arrays(setup.features_dir)
+            x, y = self.arrays(self.features_dir(setup, job.params))
             return (make_dataset(x["train"], y["train"], batch, shuffle=True, seed=job.seed),
                     make_dataset(x["val"], y["val"], batch), make_dataset(x["test"], y["test"], batch))
-        x, y = self.arrays(setup.images_dir)
+        x, y = self.arrays(setup.images_dir_for(setup.shape_of(job.params)[1]))
         return (make_dataset(x["train"], y["train"], batch, shuffle=True, augment=setup.train.augment, seed=job.seed),
                 make_dataset(x["val"], y["val"], batch), make_dataset(x["test"], y["test"], batch))
 
@@ -291,10 +342,10 @@ class TrialTrainer:
         from study.failures import make_predictions
 
         setup, job = self.setup, self.job
-        images, labels = self.arrays(setup.images_dir)
+        images, labels = self.arrays(setup.images_dir_for(setup.shape_of(job.params)[1]))
         inputs = images
         if setup.uses_features and job.kind == "search":
-            inputs, _ = self.arrays(setup.features_dir)
+            inputs, _ = self.arrays(self.features_dir(setup, job.params))
         probabilities = self.model.predict(make_dataset(inputs["test"], labels["test"], setup.train.batch_size),
                                            verbose=0)
         return make_predictions(list(setup.class_names), labels["test"], probabilities, images["test"])
@@ -306,8 +357,9 @@ def image_model(setup: RunSetup, job: TrialJob, model):
         return model
     from study.model import with_base
 
-    return with_base(model, image_size=setup.train.image_size, alpha=setup.train.alpha,
-                     weights=setup.resolved_weights, learning_rate=job.params["learning_rate"])
+    alpha, image_size = setup.shape_of(job.params)
+    return with_base(model, image_size=image_size, alpha=alpha, weights=weights_for(setup, alpha, image_size),
+                     learning_rate=job.params["learning_rate"])
 
 
 def peak_rss_mb() -> float:

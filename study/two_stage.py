@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from study import interrupts
-from study.analysis import top_trials
+from study.analysis import accuracy, top_trials
 from study.objective import Objective
 from study.progress import LiveTrialLine, format_trial_line
 
@@ -32,7 +32,7 @@ def run_stage_two(study: optuna.Study, storage, objective_args: dict, top: int, 
     done = {t.user_attrs.get(STAGE1_ATTR) for t in stage2.get_trials(deepcopy=False) if t.state != TrialState.FAIL}
     chosen = [t for t in top_trials(study.get_trials(deepcopy=False), top, include_seeds=True) if t.number not in done]
     for trial in chosen:
-        stage2.enqueue_trial(dict(trial.params), user_attrs={STAGE1_ATTR: trial.number, "stage1_value": trial.value,
+        stage2.enqueue_trial(dict(trial.params), user_attrs={STAGE1_ATTR: trial.number, "stage1_value": accuracy(trial),
                                                              "unfreeze_blocks": unfreeze_blocks,
                                                              "learning_rate_factor": lr_factor})
     waiting = len(stage2.get_trials(deepcopy=False, states=(TrialState.WAITING,)))

@@ -1,0 +1,102 @@
+"""What a model costs: parameters (base and head), multiply-adds for one image, saved bytes, latency.
+
+Multiply-adds count the layers that dominate MobileNet's cost, as its paper does: standard
+and depthwise convolutions and dense layers. Batch normalisation (folded into the convolution
+when a model is converted for a phone), activations, pooling and rescaling are not counted.
+Latency is the median of repeated batch-1 calls on this machine after warm-up calls.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+COST_ATTRS = ("params_base", "params_head", "params_total", "macs", "model_bytes", "latency_ms")
+LATENCY_WARMUP = 5
+LATENCY_REPEATS = 30
+
+
+def _nested_models(model):
+    import keras
+
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+
+
+def parameter_counts(model) -> tuple[int, int, int]:
+    """(base, head, total) parameters: the base is the nested MobileNet, the head everything else."""
+    total = int(model.count_params())
+    base = sum(int(sub.count_params()) for sub in _nested_models(model))
+    return base, total - base, total
+
+
+def _shape(tensor) -> tuple[int, ...]:
+    return tuple(int(d) for d in tensor.shape[1:])
+
+
+def layer_multiply_adds(layer) -> int:
+    """Multiply-adds of one call of `layer` on one image (0 for layers that are not counted)."""
+    import keras
+
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        out = _shape(layer.output)
+        kh, kw = layer.kernel_size
+        in_channels = _shape(layer.input)[-1]
+        return out[0] * out[1] * kh * kw * in_channels * layer.depth_multiplier
+    if isinstance(layer, keras.layers.Conv2D):
+        out = _shape(layer.output)
+        kh, kw = layer.kernel_size
+        in_channels = _shape(layer.input)[-1]
+        return out[0] * out[1] * kh * kw * (in_channels // layer.groups) * out[-1]
+    if isinstance(layer, keras.layers.Dense):
+        in_shape = _shape(layer.input)
+        return math.prod(in_shape[:-1]) * in_shape[-1] * layer.units
+    return 0
+
+
+def multiply_adds(model) -> int:
+    """Multiply-adds for one image through `model`, nested models included."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += multiply_adds(layer)
+        else:
+            total += layer_multiply_adds(layer)
+    return int(total)
+
+
+def saved_bytes(model) -> int:
+    """The size of `model` saved as a `.keras` file (written to a temporary folder and removed)."""
+    with tempfile.TemporaryDirectory(prefix="study-size-") as folder:
+        path = Path(folder) / "model.keras"
+        model.save(path)
+        return path.stat().st_size
+
+
+def latency_ms(model, warmup: int = LATENCY_WARMUP, repeats: int = LATENCY_REPEATS) -> float:
+    """Median wall time of one batch-1 inference call, in milliseconds, after `warmup` calls."""
+    import numpy as np
+    import tensorflow as tf
+
+    shape = (1,) + _shape(model.inputs[0])
+    image = tf.constant(np.random.default_rng(0).uniform(0, 255, shape).astype("float32"))
+    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    for _ in range(warmup):
+        call(image).numpy()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call(image).numpy()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def measure_cost(model) -> dict:
+    """Every cost attribute of a model that takes images (see COST_ATTRS)."""
+    base, head, total = parameter_counts(model)
+    return {"params_base": base, "params_head": head, "params_total": total, "macs": multiply_adds(model),
+            "model_bytes": saved_bytes(model), "latency_ms": latency_ms(model)}

@@ -1,0 +1,58 @@
+"""Cost numbers of small models whose parameters and multiply-adds are counted by hand."""
+
+import keras
+import pytest
+
+from study.cost import measure_cost, multiply_adds, parameter_counts
+from study.model import build_model
+
+
+def tiny_net():
+    """conv 3x3 (3->4) -> depthwise 3x3 (x2) -> flatten -> dense 5, on 8x8 RGB; a nested 'base'."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)
+    base = keras.Model(inputs, x, name="base")
+    outer_in = keras.Input((8, 8, 3))
+    y = keras.layers.Flatten()(base(outer_in))
+    y = keras.layers.Dense(5)(y)
+    return keras.Model(outer_in, y)
+
+
+def test_multiply_adds_of_a_tiny_net_by_hand():
+    conv = 8 * 8 * 3 * 3 * 3 * 4  # output pixels x kernel x in channels x out channels
+    depthwise = 8 * 8 * 3 * 3 * 4 * 2  # output pixels x kernel x in channels x multiplier
+    dense = (8 * 8 * 8) * 5
+    assert multiply_adds(tiny_net()) == conv + depthwise + dense == 14080
+
+
+def test_parameter_split_matches_keras_count():
+    model = tiny_net()
+    base, head, total = parameter_counts(model)
+    assert total == model.count_params()
+    assert base == (3 * 3 * 3 * 4 + 4) + (3 * 3 * 4 * 2 + 8)
+    assert head == 8 * 8 * 8 * 5 + 5
+
+
+@pytest.mark.parametrize("pooling", ["flatten", "avg"])
+def test_cost_of_a_mobilenet_with_its_head(pooling):
+    model = build_model(n_classes=3, image_size=32, alpha=0.25, weights=None, head_depth=1, dense_units=16,
+                        dropout=0.5, learning_rate=1e-3, pooling=pooling)
+    cost = measure_cost(model)
+    assert cost["params_total"] == model.count_params()
+    features = 256 if pooling == "avg" else 256  # 1x1x256 at 32 px: both give 256 values
+    assert cost["params_head"] == features * 16 + 16 + 16 * 3 + 3
+    assert cost["params_base"] == model.get_layer("mobilenet_0.25_32").count_params()
+    # MobileNet alpha 0.25 at 32 px: the first conv alone is 16x16 px x 3x3x3 x 8 channels.
+    assert cost["macs"] > 16 * 16 * 27 * 8 + features * 16
+    assert cost["model_bytes"] > 4 * cost["params_total"]
+    assert 0 < cost["latency_ms"] < 1000
+
+
+def test_mobilenet_multiply_adds_match_its_paper():
+    # Howard et al. 2017, table 8: MobileNet 1.0-224 has 569 M multiply-adds, 1.024 M of them
+    # in the 1024 -> 1000 classifier that include_top=False leaves out.
+    from study.model import build_base
+
+    base = build_base(224, 1.0, None)
+    assert abs(multiply_adds(base) - (569e6 - 1.024e6)) < 0.01 * 569e6
