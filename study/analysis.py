@@ -229,7 +229,14 @@ def claim_effects(trials: Sequence[FrozenTrial], varied: Sequence[str]) -> list[
     transforms = {name: how for name, how, _, _ in ORIGINAL_CLAIMS}
     columns, names = [], []
     for name in varied:
-        values = np.array([param_value(t, name) for t in done], dtype=float) if done else np.zeros(0)
+        raw = [param_value(t, name) for t in done]
+        if any(isinstance(v, str) for v in raw):  # a categorical (pooling): one indicator per other level
+            levels = sorted(set(map(str, raw)))
+            for level in levels[1:]:
+                columns.append(np.array([float(str(v) == level) for v in raw]))
+                names.append(f"{name}={level}")
+            continue
+        values = np.array(raw, dtype=float) if done else np.zeros(0)
         if len(values) and np.ptp(values) > 0:
             columns.append(transform(values, transforms.get(name, "linear")))
             names.append(name)

@@ -19,16 +19,14 @@ LATENCY_WARMUP = 5
 LATENCY_REPEATS = 30
 
 
-def _nested_models(model):
+def parameter_counts(model, base_prefix: str = "mobilenet") -> tuple[int, int, int]:
+    """(base, head, total) parameters: the base is the nested model named `base_prefix...` (Keras
+    names MobileNet `mobilenet_<alpha>_<size>`), the head everything else (a nested head too)."""
     import keras
 
-    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
-
-
-def parameter_counts(model) -> tuple[int, int, int]:
-    """(base, head, total) parameters: the base is the nested MobileNet, the head everything else."""
     total = int(model.count_params())
-    base = sum(int(sub.count_params()) for sub in _nested_models(model))
+    base = sum(int(layer.count_params()) for layer in model.layers
+               if isinstance(layer, keras.Model) and layer.name.startswith(base_prefix))
     return base, total - base, total
 
 

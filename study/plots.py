@@ -112,8 +112,11 @@ def param_importances(study, path: Path) -> Path | None:
     with plt.style.context("default"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            multi = len(study.directions) > 1  # importances for validation accuracy, the first objective
             axis = optuna.visualization.matplotlib.plot_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                target=(lambda t: -t.values[0]) if multi else None,  # PED-ANOVA minimises a target
+                target_name="validation accuracy" if multi else "Objective Value")
         except (ValueError, RuntimeError, ZeroDivisionError, ImportError):
             plt.close("all")
             return None
@@ -210,3 +213,33 @@ def mistakes_figure(thumbnails, captions: Sequence[str], path: Path, columns: in
             axis.imshow(thumbnails[k])
             axis.set_title(captions[k], fontsize=8)
     return _save(figure, path, tight_box=True)
+
+
+def cost_front(points, fronts: dict, path: Path) -> Path:
+    """Validation accuracy against multiply-adds and against model size (log scales): every
+    trial, the seven as labelled stars, each front as a step line."""
+    from study.front import COSTS
+
+    figure, axes = plt.subplots(1, len(fronts), figsize=(5.2 * len(fronts), 3.8), squeeze=False)
+    for axis, (cost, front) in zip(axes[0], fronts.items()):
+        scale = (1 << 20) if cost == "model_bytes" else 1e6
+        unit = "MiB" if cost == "model_bytes" else "M"
+        searched = [p for p in points if not p.seed]
+        seeds = [p for p in points if p.seed]
+        axis.plot([getattr(p, cost) / scale for p in searched], [p.accuracy for p in searched], "o",
+                  color=COLOURS["COMPLETE"], markersize=4, alpha=0.6, label="trial")
+        axis.plot([getattr(p, cost) / scale for p in seeds], [p.accuracy for p in seeds], "*",
+                  color=COLOURS["seed"], markersize=10, label="the seven")
+        for p in seeds:
+            axis.annotate(p.label.replace("mn_resultset", "rs"), (getattr(p, cost) / scale, p.accuracy),
+                          fontsize=7, xytext=(3, 3), textcoords="offset points")
+        xs = [getattr(p, cost) / scale for p in front]
+        ys = [p.accuracy for p in front]
+        axis.step(xs, ys, where="post", color=COLOURS["PRUNED"], linewidth=1.2, label="front")
+        axis.plot(xs, ys, "o", markerfacecolor="none", markeredgecolor=COLOURS["PRUNED"], markersize=8)
+        axis.set_xscale("log")
+        axis.set_xlabel(f"{COSTS[cost]} ({unit}, log scale)")
+        axis.set_ylabel("validation accuracy")
+        axis.legend(fontsize=7, loc="lower right")
+    figure.suptitle("Accuracy against cost", fontsize=10)
+    return _save(figure, path)

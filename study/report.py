@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from study import plots
+from study.cost_section import cost_section
 from study.analysis import (SEED_ATTR, accuracy, best_of_seven, best_so_far, claim_effects, confirmed_configs, edge_warnings,
                             holdout_runs_of, latest_confirmation, lead_over, param_value, pruning_savings, runs_of,
                             seven_rows, state_counts, top_trials, ORIGINAL_CLAIMS)
@@ -89,6 +90,7 @@ def write_report(location: StorageLocation, study_name: str, out_dir: Path, show
     lines += beyond_section(trials, space)
     with plots.fonts_for(attrs.get("class_names", [])):
         lines += best_model_failures(location, study_name, trials, figures, folder, show_images)
+        lines += cost_section(trials, attrs, figures, folder, study_name)
         lines += figures_section(study, trials, space, figures, folder)
     lines += reflection_section(trials, space)
     lines += confirmation_section(trials, confirm_trials, study_name)

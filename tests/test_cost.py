@@ -28,7 +28,7 @@ def test_multiply_adds_of_a_tiny_net_by_hand():
 
 def test_parameter_split_matches_keras_count():
     model = tiny_net()
-    base, head, total = parameter_counts(model)
+    base, head, total = parameter_counts(model, base_prefix="base")
     assert total == model.count_params()
     assert base == (3 * 3 * 3 * 4 + 4) + (3 * 3 * 4 * 2 + 8)
     assert head == 8 * 8 * 8 * 5 + 5
@@ -47,6 +47,17 @@ def test_cost_of_a_mobilenet_with_its_head(pooling):
     assert cost["macs"] > 16 * 16 * 27 * 8 + features * 16
     assert cost["model_bytes"] > 4 * cost["params_total"]
     assert 0 < cost["latency_ms"] < 1000
+
+
+def test_a_cached_head_with_its_base_counts_the_nested_head_as_head():
+    from study.model import build_head, with_base
+
+    head = build_head(feature_shape=(1, 1, 256), n_classes=4, head_depth=0, dense_units=8, dropout=0.0,
+                      learning_rate=1e-3, pooling="avg")
+    model = with_base(head, image_size=32, alpha=0.25, weights=None, learning_rate=1e-3)
+    base, head_params, total = parameter_counts(model)
+    assert head_params == 256 * 4 + 4 and base + head_params == total == model.count_params()
+    assert multiply_adds(model) == multiply_adds(model.get_layer("mobilenet_0.25_32")) + 256 * 4
 
 
 def test_mobilenet_multiply_adds_match_its_paper():

@@ -1,0 +1,121 @@
+"""The report's "Accuracy against cost" section: the front, the seven on it, what halving cost gives up.
+
+Reads only what trials recorded (their cost user attrs, see `study.cost`) and what
+`export-model` recorded on the study (`exports`), so it needs neither TensorFlow nor the data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from study import plots
+from study.front import COSTS, CostPoint, cheapest_within, cost_points, halvings, pareto_front
+from study.markdown_text import count, md, pct, size
+
+NEAR_BEST = 0.01  # "within 1 point of the best"
+FRONT_COSTS = ("macs", "model_bytes")
+EXPORTS_ATTR = "exports"  # study user attr: export-model's measured results, by "trial/format/quantize"
+
+
+def export_key(trial_number: int, fmt: str, quantize: str) -> str:
+    return f"{trial_number}/{fmt}/{quantize}"
+
+
+def describe(point: CostPoint) -> str:
+    """`avg pool, 128 px, a0.25, 2 x Dense(512)` from a point's parameters."""
+    p = point.params
+    parts = []
+    if "pooling" in p:
+        parts.append(f"{p['pooling']} pool" if p["pooling"] != "flatten" else "flatten")
+    if "image_size" in p:
+        parts.append(f"{p['image_size']} px")
+    if "alpha" in p:
+        parts.append(f"a{p['alpha']:g}")
+    if "unfreeze_blocks" in p:
+        parts.append(f"{p['unfreeze_blocks']} blocks trained")
+    depth = p.get("head_depth")
+    if depth is not None:
+        parts.append("no hidden layer" if depth == 0 else f"{depth} x Dense({p.get('dense_units')})")
+    return ", ".join(parts)
+
+
+def cost_section(trials, attrs: dict, figures: Path, folder: Path, study_name: str) -> list[str]:
+    lines = ["## Accuracy against cost", ""]
+    points = cost_points(trials)
+    if not points:
+        return lines + ["No completed trial recorded its cost (parameters, multiply-adds, size, latency); "
+                        "trials of studies run before costs were measured have none.", ""]
+    done = sum(1 for t in trials if t.state.name == "COMPLETE")
+    device = (attrs.get("device") or "this machine").removeprefix("device: ")
+    lines += [f"Costs of {len(points)} of {done} completed trials, each measured on the model that takes images "
+              "(a cached-mode head with its base): parameters (base + head), multiply-adds for one image "
+              "(convolutions and dense layers; batch normalisation is folded away on a phone), the size of the "
+              f"saved `.keras` file, and batch-1 latency, the median of 30 calls after 5 warm-up calls on {device}. "
+              "A trial is on a front when no other trial is at least as accurate on validation and at most "
+              "as costly.", ""]
+    objectives = attrs.get("objectives", ["accuracy"])
+    if len(objectives) > 1:
+        lines += [f"The study searched {', '.join(objectives)} as a multi-objective study (no pruning).", ""]
+    fronts = {cost: pareto_front(points, cost) for cost in FRONT_COSTS}
+    path = plots.cost_front(points, fronts, figures / "cost_front.png")
+    lines += [f"![accuracy against cost]({path.relative_to(folder).as_posix()})", ""]
+
+    members = {p.number: p for front in fronts.values() for p in front}
+    top = max(points, key=lambda p: (p.accuracy, -p.number))
+    exports = attrs.get(EXPORTS_ATTR, {})
+    lines += ["| Trial | Configuration | Validation | Parameters (base + head) | Multiply-adds | Size | "
+              "Latency | Front of |", "| :-- | :-- | --: | --: | --: | --: | --: | :-- |"]
+    for p in sorted(members.values(), key=lambda p: (-p.accuracy, p.number)):
+        on = " and ".join(COSTS[c] for c in FRONT_COSTS if p in fronts[c])
+        lines.append(f"| {md(p.label)} | {md(describe(p))} | {pct(p.accuracy)} | {count(p.params_total)} "
+                     f"({count(p.params_base)} + {count(p.params_head)}) | {count(p.macs)} | {size(p.model_bytes)} | "
+                     f"{p.latency_ms:.1f} ms | {on} |")
+    lines.append("")
+    int8 = exports.get(export_key(top.number, "tflite", "int8"))
+    if int8:
+        lines += [f"**The best model as int8 TensorFlow Lite** ({md(top.label)}): {size(int8['bytes'])} against "
+                  f"{size(top.model_bytes)} as `.keras` ({top.model_bytes / int8['bytes']:.1f} times smaller); "
+                  f"test accuracy {pct(int8['accuracy'])} measured with the TFLite interpreter, against "
+                  f"{pct(int8['keras_accuracy'])} for the Keras model "
+                  f"({100 * (int8['accuracy'] - int8['keras_accuracy']):+.2f} points).", ""]
+    else:
+        lines += [f"**The best model as int8 TensorFlow Lite**: not exported yet; `python -m study export-model "
+                  f"--study-name {study_name} --trial {top.number} --format tflite --quantize int8 --out "
+                  f"best.tflite` measures it and adds it here.", ""]
+
+    lines += ["**What each halving of cost gives up**, from the most accurate model on each front:", ""]
+    for cost in FRONT_COSTS:
+        front_top = max(fronts[cost], key=lambda p: p.accuracy)
+        steps = halvings(fronts[cost], cost)
+        show = size if cost == "model_bytes" else count
+        if not steps:
+            lines.append(f"- {COSTS[cost]}: no front model costs half of {md(front_top.label)}'s "
+                         f"{show(getattr(front_top, cost))}.")
+            continue
+        parts = [f"1/{round(1 / s.fraction)}: {pct(s.point.accuracy)} ({md(s.point.label)}, "
+                 f"{show(getattr(s.point, cost))}, {-100 * s.lost:+.2f} points)" for s in steps]
+        lines.append(f"- {COSTS[cost]} (from {md(front_top.label)}, {pct(front_top.accuracy)} at "
+                     f"{show(getattr(front_top, cost))}): " + "; ".join(parts) + ".")
+    lines.append("")
+
+    cheap = cheapest_within(points, NEAR_BEST, "params_total")
+    if cheap is not None:
+        ratio = top.params_total / cheap.params_total
+        lines += [f"**Within 1 point of the best**: {md(cheap.label)} ({md(describe(cheap))}) reaches "
+                  f"{pct(cheap.accuracy)} against the best's {pct(top.accuracy)} ({md(top.label)}) with "
+                  f"{count(cheap.params_total)} parameters, 1/{ratio:.1f} of its {count(top.params_total)}; "
+                  f"{count(cheap.macs)} multiply-adds against {count(top.macs)}.", ""]
+    seeds = [p for p in points if p.seed]
+    if seeds:
+        best_seed = max(seeds, key=lambda p: p.accuracy)
+        rivals = [p for p in points if p.accuracy >= best_seed.accuracy]
+        cheapest = min(rivals, key=lambda p: (p.macs, p.number))
+        lines += [f"**The seven**: {sum(1 for p in seeds if p.number in members)} of {len(seeds)} are on a front. "
+                  f"The best of them, {md(best_seed.label)}, reaches {pct(best_seed.accuracy)} with "
+                  f"{count(best_seed.params_total)} parameters and {count(best_seed.macs)} multiply-adds; "
+                  + (f"{md(cheapest.label)} is at least as accurate ({pct(cheapest.accuracy)}) with "
+                     f"{count(cheapest.params_total)} parameters and {count(cheapest.macs)} multiply-adds "
+                     f"(1/{best_seed.macs / cheapest.macs:.1f} of its multiply-adds, "
+                     f"1/{best_seed.params_total / cheapest.params_total:.1f} of its parameters)."
+                     if cheapest.number != best_seed.number else "no trial is as accurate for less."), ""]
+    return lines
