@@ -29,8 +29,8 @@ def artifact_store(location: StorageLocation):
 
 
 def trial_note(number: int, params: dict[str, Any], state: str, history: dict[str, list[float]],
-               best_epoch: int | None, test_accuracy: float | None) -> str:
-    """The markdown note the dashboard shows beside a trial."""
+               best_epoch: int | None, test_accuracy: float | None, cost: dict | None = None) -> str:
+    """The markdown note the dashboard shows beside a trial (with its cost, see `study.cost`)."""
     lines = [f"### Trial {number}: {state.lower()}", ""]
     lines += [f"- `{name}` = {value:.4g}" if isinstance(value, float) else f"- `{name}` = {value}"
               for name, value in params.items()]
@@ -40,6 +40,12 @@ def trial_note(number: int, params: dict[str, Any], state: str, history: dict[st
         lines.append(f"- best epoch: {best_epoch} (validation accuracy {val[best_epoch - 1]:.4f})")
     if test_accuracy is not None:
         lines.append(f"- test accuracy of the restored model: {test_accuracy:.4f}")
+    if cost:
+        from study.markdown_text import count, size
+
+        lines.append(f"- cost: {count(cost['params_total'])} parameters ({count(cost['params_base'])} base + "
+                     f"{count(cost['params_head'])} head), {count(cost['macs'])} multiply-adds, "
+                     f"{size(cost['model_bytes'])} saved, {cost['latency_ms']:.1f} ms batch-1 latency")
     return "\n".join(lines)
 
 
@@ -51,7 +57,12 @@ def record_trial(store, trial, params: dict[str, Any], state: str, history: dict
 
     from study import plots
 
-    optuna_dashboard.save_note(trial, trial_note(trial.number, params, state, history, best_epoch, test_accuracy))
+    from study.cost import COST_ATTRS
+
+    cost = {key: trial.user_attrs[key] for key in COST_ATTRS if key in trial.user_attrs}
+    note = trial_note(trial.number, params, state, history, best_epoch, test_accuracy,
+                      cost if len(cost) == len(COST_ATTRS) else None)
+    optuna_dashboard.save_note(trial, note)
     if not history.get("loss"):
         return None
     with tempfile.TemporaryDirectory() as folder:

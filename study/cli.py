@@ -176,6 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("csv", "json"), default="csv")
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
 
+    export_model = commands.add_parser("export-model", help="a trial's model as .keras, SavedModel or TFLite, measured")
+    export_model.add_argument("--study-name", required=True)
+    export_model.add_argument("--storage")
+    export_model.add_argument("--trial", type=int, metavar="K", help="trial number (default: the most accurate)")
+    export_model.add_argument("--format", required=True, metavar="FORMAT", help="keras, saved_model or tflite")
+    export_model.add_argument("--quantize", default="none", metavar="Q",
+                              help="tflite only: none (float32), float16, or int8 (calibrated on training images)")
+    export_model.add_argument("--out", type=Path, required=True, metavar="PATH",
+                              help="file to write (a folder for saved_model)")
+
     commands.add_parser("demo", help="a short study on generated images (no data, GPU or network needed)")
     for command in commands.choices.values():
         command.add_argument("--verbose", action="store_true",
@@ -294,6 +304,24 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_model_command(args: argparse.Namespace) -> int:
+    from study.export_model import check_request, export_model
+    from study.markdown_text import size
+    from study.storage import resolve_storage
+
+    check_request(args.format, args.quantize, args.out)
+    result = export_model(resolve_storage(args.storage), args.study_name, args.trial, args.format, args.quantize,
+                          args.out)
+    kind = args.format + ("" if args.quantize == "none" else f" {args.quantize}")
+    keras_size = f" (the .keras model: {size(result['keras_bytes'])})" if result["keras_bytes"] else ""
+    runner = {"tflite": "TFLite interpreter", "saved_model": "SavedModel serve", "keras": "Keras"}[args.format]
+    print(f"exported trial {result['trial']} ({result['source']}) as {kind}: {args.out}")
+    print(f"size: {size(result['bytes'])}{keras_size}")
+    print(f"test accuracy: {result['accuracy']:.4f} ({runner}, {result['n_images']} images), "
+          f"Keras model {result['keras_accuracy']:.4f}")
+    return 0
+
+
 def demo_command(args: argparse.Namespace) -> int:
     from study.demo import run_demo
 
@@ -302,6 +330,7 @@ def demo_command(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": run_command, "evaluate": evaluate_command, "report": report_command,
             "confirm": confirm_command, "compare": compare_command, "dashboard": dashboard_command, "export": export_command,
+            "export-model": export_model_command,
             "demo": demo_command}
 
 

@@ -26,6 +26,10 @@ NATIVE_LOG_LINE = re.compile(
     rb"^(?:WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|[IWE]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./+-]+:\d+\]"
     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] [\w./+-]+:\d+\]"
+    # TensorFlow Lite's own logger, when the interpreter picks its CPU delegate
+    rb"|INFO: Created TensorFlow Lite \w+ delegate for CPU\."
+    # the TFLite converter's quantiser, on every int8 conversion
+    rb"|fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, output_inference_type: \w+$"
     # the second line of cpu_feature_guard's message
     rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags)"
 )

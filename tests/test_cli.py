@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_class_images
+from tests.conftest import REPO, SMALL_SPACE, write_class_images
 
 TINY_RUN = ["--space", "seed", "--weights", "none", "--alpha", "0.25", "--image-size", "32",
             "--epochs", "1", "--batch-size", "8", "--no-augment"]
@@ -83,3 +83,13 @@ def test_bad_space_file_is_named(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("study: error: bad.toml: params.head_depth.high: empty range: "
                                      "high (2) must be greater than low (3)")
+
+
+def test_a_space_image_size_contradicting_the_flag_is_one_line_and_exit_2(tmp_path, image_folder):
+    (tmp_path / "sized.toml").write_text(SMALL_SPACE + '[params.image_size]\nrole = "scientific"\nchoices = [32, 48]\n')
+    result = study_cli("run", "--data", str(image_folder), "--space", "sized.toml", "--image-size", "64",
+                       "--weights", "none", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == ("study: error: sized.toml: params.image_size: --image-size 64 contradicts the space "
+                             "({32, 48}); drop --image-size or give one of its values\n")
+    assert not (tmp_path / "study.db").exists()

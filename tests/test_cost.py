@@ -67,3 +67,14 @@ def test_mobilenet_multiply_adds_match_its_paper():
 
     base = build_base(224, 1.0, None)
     assert abs(multiply_adds(base) - (569e6 - 1.024e6)) < 0.01 * 569e6
+
+
+def test_the_dashboard_note_of_a_trial_gives_its_cost():
+    from study.artifacts import trial_note
+
+    cost = {"params_base": 1_000_000, "params_head": 500_000, "params_total": 1_500_000, "macs": 41_000_000,
+            "model_bytes": 3 << 20, "latency_ms": 2.25}
+    note = trial_note(3, {"pooling": "avg"}, "COMPLETE", {"val_accuracy": [0.5, 0.6]}, 2, 0.55, cost)
+    assert ("- cost: 1.5 M parameters (1 M base + 500 k head), 41 M multiply-adds, 3 MiB saved, "
+            "2.2 ms batch-1 latency") in note
+    assert "cost" not in trial_note(3, {}, "PRUNED", {"val_accuracy": [0.5]}, None, None)

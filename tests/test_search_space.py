@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from study.errors import SearchSpaceError
-from study.search_space import load_space, parse_space, seed_trial_params, suggest
+from study.search_space import apply_run_flags, load_space, parse_space, seed_trial_params, suggest
 
 PUBLISHED = {  # name: (head_depth, dense_units, learning_rate, accuracy, time_ms)
     "mn_resultset1": (3, 1024, 2e-5, 0.9488, 26376814),
@@ -43,7 +43,7 @@ learning_rate = 1e-3
 """
 
 
-@pytest.mark.parametrize("name", ["seed", "default"])
+@pytest.mark.parametrize("name", ["seed", "default", "mobile"])
 def test_shipped_spaces_hold_the_seven_with_published_numbers(name):
     space = load_space(name)
     found = {s.name: (s.params["head_depth"], s.params["dense_units"], s.params["learning_rate"],
@@ -97,7 +97,7 @@ def test_a_missing_hyperparameter_is_named():
 
 
 def test_unknown_space_name_lists_the_known_ones():
-    with pytest.raises(SearchSpaceError, match="default, demo, seed"):
+    with pytest.raises(SearchSpaceError, match="default, demo, mobile, seed"):
         load_space("nonexistent")
 
 
@@ -126,3 +126,61 @@ def test_fingerprint_ignores_comments_but_not_ranges():
     base = parse_space(VALID, "a.toml").fingerprint()
     assert parse_space("# a comment\n" + VALID, "b.toml").fingerprint() == base
     assert parse_space(VALID.replace("high = 64", "high = 65"), "c.toml").fingerprint() != base
+
+
+def test_mobile_space_starts_from_the_seven_in_their_own_setting():
+    space = load_space("mobile")
+    assert {p.name for p in space.varied()} >= {"pooling", "image_size", "unfreeze_blocks", "alpha"}
+    for seed in space.seeds:
+        assert (seed.params["pooling"], seed.params["image_size"], seed.params["unfreeze_blocks"],
+                seed.params["alpha"]) == ("flatten", 224, 13, 1.0)
+    for name in ("seed", "default"):  # the original's head stays the default elsewhere
+        assert not {"pooling", "image_size", "alpha"} & {p.name for p in load_space(name).parameters}
+
+
+MOBILE_PARAMS = """
+[params.pooling]
+role = "scientific"
+choices = ["flatten", "avg"]
+[params.image_size]
+role = "scientific"
+choices = [96, 128]
+[params.alpha]
+role = "fixed"
+value = 0.25
+[params.unfreeze_blocks]
+role = "scientific"
+low = 0
+high = 13
+"""
+
+
+@pytest.mark.parametrize("change, expected", [
+    (('choices = ["flatten", "avg"]', 'choices = ["flatten", "mean"]'),
+     "params.pooling.choices: expected one of flatten, avg, max, got 'mean'"),
+    (("value = 0.25", "value = 0.3"), "params.alpha.value: expected one of 0.25, 0.5, 0.75, 1.0, got 0.3"),
+    (("choices = [96, 128]", "low = 96\nhigh = 128"), "params.image_size: give choices"),
+    (("choices = [96, 128]", "choices = [16, 128]"), "params.image_size.choices: expected a value in [32, 1024]"),
+    (("high = 13", "high = 14"), "params.unfreeze_blocks.high: expected a value in [0, 13]"),
+])
+def test_bad_mobilenet_parameters_name_key_and_value(change, expected):
+    text = VALID.split("[[seeds]]")[0] + MOBILE_PARAMS.replace(*change, 1)
+    with pytest.raises(SearchSpaceError) as error:
+        parse_space(text, "space.toml")
+    assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+def test_run_flags_narrow_or_contradict_the_space():
+    space = parse_space(VALID.split("[[seeds]]")[0] + MOBILE_PARAMS, "space.toml")
+    same, notes = apply_run_flags(space, {"image_size": None, "alpha": None}, "finetune")
+    assert same == space and notes == []
+    narrowed, notes = apply_run_flags(space, {"image_size": 128, "alpha": 0.25}, "finetune")
+    assert narrowed.parameter("image_size").kind == "fixed" and narrowed.parameter("image_size").value == 128
+    assert len(notes) == 1 and "--image-size 128: image_size fixed at 128" in notes[0]  # alpha was fixed already
+    assert narrowed.fingerprint() != space.fingerprint()
+    with pytest.raises(SearchSpaceError, match="params.image_size: --image-size 224 contradicts the space "):
+        apply_run_flags(space, {"image_size": 224, "alpha": None}, "finetune")
+    with pytest.raises(SearchSpaceError, match="--alpha 0.5 contradicts the space"):
+        apply_run_flags(space, {"image_size": None, "alpha": 0.5}, "finetune")
+    cached, notes = apply_run_flags(space, {"image_size": None, "alpha": None}, "cached")
+    assert cached.parameter("unfreeze_blocks").value == 0 and "trains no base block" in notes[0]

@@ -1,0 +1,189 @@
+"""Accuracy against cost end to end: a multi-objective cached study that searches pooling and
+image size, its report section, and export-model in every format with its bad inputs."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import optuna
+import pytest
+
+from tests.conftest import write_class_images
+from tests.test_cli import study_cli
+
+COST_SPACE = """
+n_trials = 4
+[params.head_depth]
+role = "scientific"
+choices = [0, 1]
+[params.dense_units]
+role = "scientific"
+low = 8
+high = 16
+[params.learning_rate]
+role = "scientific"
+low = 1e-2
+high = 5e-2
+log = true
+[params.dropout]
+role = "fixed"
+value = 0.0
+[params.pooling]
+role = "scientific"
+choices = ["flatten", "avg", "max"]
+[params.image_size]
+role = "scientific"
+choices = [32, 48]
+[params.unfreeze_blocks]
+role = "scientific"
+low = 0
+high = 13
+
+[[seeds]]
+name = "wide_flat"
+head_depth = 1
+dense_units = 16
+learning_rate = 2e-2
+pooling = "flatten"
+image_size = 48
+unfreeze_blocks = 13
+
+[[seeds]]
+name = "small_avg"
+head_depth = 0
+dense_units = 8
+learning_rate = 2e-2
+pooling = "avg"
+image_size = 32
+unfreeze_blocks = 13
+"""
+
+
+@pytest.fixture(scope="module")
+def cost_study(tmp_path_factory):
+    """A finished 4-trial study: cached mode, accuracy and multiply-adds, two image sizes."""
+    folder = tmp_path_factory.mktemp("cost")
+    write_class_images(folder / "images", {"red": 10, "green": 10, "blue": 10}, size=48)
+    (folder / "cost.toml").write_text(COST_SPACE)
+    result = study_cli("run", "--data", "images", "--space", "cost.toml", "--mode", "cached", "--weights", "none",
+                       "--alpha", "0.25", "--epochs", "3", "--batch-size", "8", "--objectives", "accuracy,macs",
+                       "--sampler", "random", cwd=folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, result
+
+
+@pytest.mark.slow
+def test_multi_objective_study_searches_pooling_and_size_with_a_feature_cache_each(cost_study):
+    folder, result = cost_study
+    assert "unfreeze_blocks fixed at 0" in result.stdout  # cached mode trains no base block
+    study = optuna.load_study(study_name="images", storage=f"sqlite:///{folder}/study.db")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["validation accuracy", "multiply-adds"]
+    trials = study.get_trials()
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+    for trial in trials:
+        assert trial.values[1] == trial.user_attrs["macs"]
+        assert trial.values[0] == max(trial.user_attrs["history"]["val_accuracy"])
+        assert not trial.intermediate_values  # a multi-objective study reports nothing to a pruner
+        assert trial.user_attrs["params_base"] + trial.user_attrs["params_head"] == trial.user_attrs["params_total"]
+    by_seed = {t.user_attrs.get("seed_name"): t for t in trials}
+    # the same base at 48 px costs (48/32)^2 of its multiply-adds at 32 px (up to the head's few)
+    ratio = by_seed["wide_flat"].user_attrs["macs"] / by_seed["small_avg"].user_attrs["macs"]
+    assert 2.0 < ratio < 2.6
+    assert by_seed["small_avg"].user_attrs["params_head"] == 256 * 3 + 3  # avg pool -> softmax
+    assert len(list((folder / "feature-cache").iterdir())) == 2
+    assert len([p for p in (folder / "image-cache").iterdir() if not p.name.startswith(".")]) == 2
+
+
+@pytest.mark.slow
+def test_report_has_the_front_with_the_seven_and_the_halvings(cost_study):
+    folder, _ = cost_study
+    result = study_cli("report", "--study-name", "images", cwd=folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = (folder / "reports" / "images" / "README.md").read_text()
+    section = text[text.index("## Accuracy against cost"):text.index("## Figures")]
+    assert "figures/cost_front.png" in section and (folder / "reports/images/figures/cost_front.png").is_file()
+    assert "| Trial | Configuration | Validation |" in section
+    assert "What each halving of cost gives up" in section and "Within 1 point of the best" in section
+    assert "not exported yet" in section
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt, quantize, out", [("keras", "none", "m.keras"), ("saved_model", "none", "sm"),
+                                                ("tflite", "none", "m.tflite"), ("tflite", "float16", "h.tflite"),
+                                                ("tflite", "int8", "q.tflite")])
+def test_export_model_writes_and_measures_each_format(cost_study, fmt, quantize, out):
+    folder, _ = cost_study
+    result = study_cli("export-model", "--study-name", "images", "--format", fmt, "--quantize", quantize,
+                       "--out", out, cwd=folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""  # no library noise
+    assert (folder / out).exists()
+    size = re.search(r"^size: ([\d.]+) (KiB|MiB)", result.stdout, re.M)
+    accuracy = re.search(r"^test accuracy: ([\d.]+) \((\w[\w ]+), (\d+) images\), Keras model ([\d.]+)$",
+                         result.stdout, re.M)
+    assert size and accuracy, result.stdout
+    assert accuracy.group(2) == {"keras": "Keras", "saved_model": "SavedModel serve", "tflite": "TFLite interpreter"}[fmt]
+    if quantize == "none":  # the same float32 network: the same answers
+        assert accuracy.group(1) == accuracy.group(4)
+    study = optuna.load_study(study_name="images", storage=f"sqlite:///{folder}/study.db")
+    record = next(v for k, v in study.user_attrs["exports"].items() if k.endswith(f"/{fmt}/{quantize}"))
+    assert record["bytes"] > 0 and abs(record["accuracy"] - float(accuracy.group(1))) < 1e-4
+
+
+@pytest.mark.slow
+def test_export_of_a_trial_that_is_not_the_saved_best_trains_it_again(cost_study):
+    folder, _ = cost_study
+    study = optuna.load_study(study_name="images", storage=f"sqlite:///{folder}/study.db")
+    saved = __import__("json").loads((folder / "images.best.json").read_text())["trial_number"]
+    other = next(t for t in study.get_trials() if t.number != saved)
+    result = study_cli("export-model", "--study-name", "images", "--trial", str(other.number), "--format", "keras",
+                       "--out", "other.keras", cwd=folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training it again" in result.stdout and f"exported trial {other.number} (trained again)" in result.stdout
+    retrained = float(re.search(r"validation accuracy ([\d.]+) \(the study's", result.stdout).group(1))
+    assert abs(retrained - other.values[0]) < 0.2  # same parameters and seed; CPU kernels may differ slightly
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, message", [
+    (["--trial", "99", "--format", "keras", "--out", "x.keras"], "has no trial 99"),
+    (["--format", "onnx", "--out", "x.onnx"], "--format: unknown format 'onnx'"),
+    (["--format", "tflite", "--quantize", "int4", "--out", "x.tflite"], "--quantize: unknown quantisation 'int4'"),
+    (["--format", "keras", "--quantize", "int8", "--out", "x.keras"], "--quantize int8 needs --format tflite"),
+    (["--format", "tflite", "--out", "space.toml/x.tflite"], "does not exist"),
+    (["--format", "keras", "--out", "model.h5"], "must end in .keras"),
+])
+def test_export_model_bad_input_is_one_line_and_exit_2(cost_study, args, message):
+    folder, _ = cost_study
+    (folder / "space.toml").write_text("")  # a file where a folder is expected
+    result = study_cli("export-model", "--study-name", "images", *args, cwd=folder)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("study: error:") and message in result.stderr
+
+
+def test_tflite_predictions_match_keras(tmp_path):
+    """float32 TFLite: the same probabilities; int8: the same top-1 class on most images."""
+    import keras
+
+    from study.export_model import predict_keras, predict_tflite, to_tflite
+    from study.model import build_model
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.clip(rng.normal(c, 30, (24, 32, 32, 3)), 0, 255) for c in (40, 130, 220)]).astype(np.uint8)
+    y = np.repeat(np.arange(3), 24)
+    model = build_model(n_classes=3, image_size=32, alpha=0.25, weights=None, head_depth=1, dense_units=16,
+                        dropout=0.0, learning_rate=1e-2, pooling="avg")
+    model.fit(x.astype("float32"), y, epochs=3, batch_size=8, verbose=0)
+    expected = predict_keras(model, x)
+    for quantize in ("none", "int8"):
+        path = tmp_path / f"{quantize}.tflite"
+        path.write_bytes(to_tflite(model, quantize, x[:32]))
+        got = predict_tflite(path, x)
+        if quantize == "none":
+            np.testing.assert_allclose(got, expected, atol=1e-4)
+        else:
+            assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.8
+            assert path.stat().st_size < (tmp_path / "none.tflite").stat().st_size / 2.5
