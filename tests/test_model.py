@@ -116,3 +116,39 @@ def test_weights_for_another_alpha_are_refused_in_one_line():
     with pytest.raises(WeightsError, match="do not fit MobileNet alpha=0.5") as error:
         check_weights(str(SHARED_WEIGHTS), 0.5, 96)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("pooling, layer", [("avg", "avg_pool"), ("max", "max_pool"), ("flatten", "flatten")])
+def test_pooling_choice_sets_what_feeds_the_head(pooling, layer):
+    model = build_model(n_classes=3, image_size=64, alpha=0.25, weights=None, head_depth=1, dense_units=8,
+                        dropout=0.5, learning_rate=1e-3, pooling=pooling)
+    assert model.get_layer(layer)
+    # at 64 px the base's map is 2 x 2 x 256: flatten feeds 1024 values, global pooling 256
+    assert model.get_layer("dense_1").kernel.shape[0] == (1024 if pooling == "flatten" else 256)
+
+
+@pytest.mark.parametrize("blocks", [0, 2, 13])
+def test_unfreeze_blocks_trains_only_the_top_blocks(blocks):
+    model = build_model(n_classes=3, image_size=32, alpha=0.25, weights=None, head_depth=0, dense_units=8,
+                        dropout=0.0, learning_rate=1e-3, unfreeze_blocks=blocks)
+    base = model.get_layer("mobilenet_0.25_32")
+    trained = {w.path.split("/")[0] for w in base.trainable_weights}
+    expected = {name for b in range(14 - blocks, 14) for name in
+                (f"conv_dw_{b}", f"conv_dw_{b}_bn", f"conv_pw_{b}", f"conv_pw_{b}_bn")}
+    if blocks == 13:
+        expected |= {"conv1", "conv1_bn"}  # the whole base, its first convolution included
+    assert trained == expected
+
+
+def test_a_weights_folder_gives_each_alpha_its_file(tmp_path):
+    from study.model import HDF5_SIGNATURE, resolve_weights
+
+    for name in ("mobilenet_2_5_224_tf_no_top.h5", "mobilenet_5_0_128_tf_no_top.h5", "mobilenet_5_0_224_tf_no_top.h5"):
+        (tmp_path / name).write_bytes(HDF5_SIGNATURE + b"rest")
+    assert resolve_weights(str(tmp_path), 0.25, 160) == str(tmp_path / "mobilenet_2_5_224_tf_no_top.h5")
+    assert resolve_weights(str(tmp_path), 0.5, 128) == str(tmp_path / "mobilenet_5_0_128_tf_no_top.h5")
+    assert resolve_weights(str(tmp_path), 0.5, 96) == str(tmp_path / "mobilenet_5_0_224_tf_no_top.h5")
+    with pytest.raises(WeightsError) as error:
+        resolve_weights(str(tmp_path), 1.0, 224)
+    assert str(error.value) == (f"weights folder '{tmp_path}' has no MobileNet alpha=1.0 file "
+                                "(expected mobilenet_1_0_224_tf_no_top.h5, as Keras names them)")
