@@ -187,3 +187,21 @@ def test_tflite_predictions_match_keras(tmp_path):
         else:
             assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.8
             assert path.stat().st_size < (tmp_path / "none.tflite").stat().st_size / 2.5
+
+
+@pytest.mark.slow
+def test_finetune_mode_trains_each_trial_at_its_own_size_and_blocks(tmp_path):
+    write_class_images(tmp_path / "images", {"red": 8, "green": 8}, size=48)
+    (tmp_path / "cost.toml").write_text(COST_SPACE.replace("n_trials = 4", "n_trials = 2")
+                                        .replace("unfreeze_blocks = 13\n\n", "unfreeze_blocks = 2\n\n", 1))
+    result = study_cli("run", "--data", "images", "--space", "cost.toml", "--weights", "none", "--alpha", "0.25",
+                       "--epochs", "1", "--batch-size", "8", "--objectives", "accuracy,size", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = {t.user_attrs["seed_name"]: t for t in
+              optuna.load_study(study_name="images", storage=f"sqlite:///{tmp_path}/study.db").get_trials()}
+    wide, small = trials["wide_flat"], trials["small_avg"]
+    assert wide.values[1] == wide.user_attrs["model_bytes"]
+    # trainable: 2 top blocks (wide_flat) against the whole base (small_avg), plus each head
+    assert wide.user_attrs["trainable_params"] < small.user_attrs["trainable_params"] - small.user_attrs["params_head"]
+    assert wide.user_attrs["macs"] > 2 * small.user_attrs["macs"]  # 48 px against 32 px
+    assert not (tmp_path / "feature-cache").exists()

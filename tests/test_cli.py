@@ -93,3 +93,16 @@ def test_a_space_image_size_contradicting_the_flag_is_one_line_and_exit_2(tmp_pa
     assert result.stderr == ("study: error: sized.toml: params.image_size: --image-size 64 contradicts the space "
                              "({32, 48}); drop --image-size or give one of its values\n")
     assert not (tmp_path / "study.db").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--objectives", "macs"], "--objectives: the first objective is accuracy, got 'macs'"),
+    (["--objectives", "accuracy,flops"], "--objectives: unknown objective 'flops'"),
+    (["--objectives", "accuracy,macs,macs"], "--objectives: an objective is repeated"),
+    (["--objectives", "accuracy,macs", "--engine", "keras-tuner"], "Keras Tuner searches one objective"),
+    (["--space", "mobile", "--engine", "keras-tuner"], "mobile.toml: params.pooling: the keras-tuner engine"),
+])
+def test_bad_objectives_and_engine_combinations_are_one_line_and_exit_2(tmp_path, image_folder, args, message):
+    result = study_cli("run", "--data", str(image_folder), "--weights", "none", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
