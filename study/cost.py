@@ -68,7 +68,16 @@ def multiply_adds(model) -> int:
 
 
 def saved_bytes(model) -> int:
-    """The size of `model` saved as a `.keras` file (written to a temporary folder and removed)."""
+    """The size of `model` saved as a `.keras` file for inference (written to a temporary folder
+    and removed). Keras 3 saves a trained optimizer's state with the model (Adam: two values per
+    weight), which a deployed model does not carry, so a trained model is measured as an
+    uncompiled copy with the same weights."""
+    import keras
+
+    if getattr(model, "optimizer", None) is not None and model.optimizer.built:
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        model = copy
     with tempfile.TemporaryDirectory(prefix="study-size-") as folder:
         path = Path(folder) / "model.keras"
         model.save(path)

@@ -78,3 +78,27 @@ def test_the_dashboard_note_of_a_trial_gives_its_cost():
     assert ("- cost: 1.5 M parameters (1 M base + 500 k head), 41 M multiply-adds, 3 MiB saved, "
             "2.2 ms batch-1 latency") in note
     assert "cost" not in trial_note(3, {}, "PRUNED", {"val_accuracy": [0.5]}, None, None)
+
+
+def test_saved_size_leaves_out_the_optimizer_state_of_a_trained_model():
+    import numpy as np
+
+    from study.cost import saved_bytes
+
+    model = build_model(n_classes=3, image_size=32, alpha=0.25, weights=None, head_depth=1, dense_units=64,
+                        dropout=0.0, learning_rate=1e-3)
+    before = saved_bytes(model)
+    model.fit(np.zeros((4, 32, 32, 3), "float32"), np.zeros(4, "int32"), epochs=1, verbose=0)
+    assert model.optimizer.built
+    with_adam = plain_save_bytes(model)
+    assert with_adam > 2 * before  # Adam keeps two values per trainable weight: Keras saves them too
+    assert abs(saved_bytes(model) - before) < 0.02 * before
+
+
+def plain_save_bytes(model) -> int:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(Path(folder) / "m.keras")
+        return (Path(folder) / "m.keras").stat().st_size
