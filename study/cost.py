@@ -75,7 +75,7 @@ def saved_bytes(model) -> int:
     import keras
 
     if getattr(model, "optimizer", None) is not None and model.optimizer.built:
-        copy = keras.models.clone_model(model)
+        copy = keras.Model.from_config(model.get_config())  # clone_model would share the optimizer
         copy.set_weights(model.get_weights())
         model = copy
     with tempfile.TemporaryDirectory(prefix="study-size-") as folder:
