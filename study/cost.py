@@ -67,20 +67,37 @@ def multiply_adds(model) -> int:
     return int(total)
 
 
-def saved_bytes(model) -> int:
-    """The size of `model` saved as a `.keras` file for inference (written to a temporary folder
-    and removed). Keras 3 saves a trained optimizer's state with the model (Adam: two values per
-    weight), which a deployed model does not carry, so a trained model is measured as an
-    uncompiled copy with the same weights."""
+def inference_copy(model):
+    """An uncompiled copy of `model` with its weights: what a deployed model holds.
+
+    Keras 3 saves an optimizer's state with a model (Adam: two values per trained weight),
+    also a nested compiled model's, such as a cached-mode head put on its base, even before
+    it trained; `clone_model` would share the optimizer. A copy made from the config, with
+    no compile settings, has none.
+    """
     import keras
 
-    if getattr(model, "optimizer", None) is not None and model.optimizer.built:
-        copy = keras.Model.from_config(model.get_config())  # clone_model would share the optimizer
-        copy.set_weights(model.get_weights())
-        model = copy
+    copy = keras.Model.from_config(_without_compile(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _without_compile(config):
+    """`config` with every nested model's compile settings dropped (a compiled nested model would
+    get a new optimizer, whose variables Keras saves too)."""
+    if isinstance(config, dict):
+        return {key: _without_compile(value) for key, value in config.items() if key != "compile_config"}
+    if isinstance(config, list):
+        return [_without_compile(value) for value in config]
+    return config
+
+
+def saved_bytes(model) -> int:
+    """The size of `model` saved for inference as a `.keras` file (written to a temporary folder
+    and removed), without optimizer state (see `inference_copy`)."""
     with tempfile.TemporaryDirectory(prefix="study-size-") as folder:
         path = Path(folder) / "model.keras"
-        model.save(path)
+        inference_copy(model).save(path)
         return path.stat().st_size
 
 

@@ -106,7 +106,9 @@ def export_model(location, study_name: str, trial_number: int | None, fmt: str, 
 
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "keras":
-        model.save(out)
+        from study.cost import inference_copy
+
+        inference_copy(model).save(out)
         probabilities = predict_keras(keras.models.load_model(out, compile=False), x_test)
     elif fmt == "saved_model":
         if out.exists():

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from study.config import TrainConfig
-from study.cost import measure_cost
+from study.cost import inference_copy, measure_cost
 from study.model import count_params
 from study.training import EpochLog, fit_best_epoch
 
@@ -331,8 +331,9 @@ class TrialTrainer:
         setup, job, model = self.setup, self.job, self.model
         try:
             predictions = self.test_predictions()
-            return save_best_model(image_model(setup, job, model), Path(model_path), Path(meta_path), meta,
-                                   predictions)
+            # saved for inference: without optimizer state, which would triple a large head's file
+            return save_best_model(inference_copy(image_model(setup, job, model)), Path(model_path), Path(meta_path),
+                                   meta, predictions)
         finally:
             self.release()
 

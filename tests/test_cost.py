@@ -95,6 +95,21 @@ def test_saved_size_leaves_out_the_optimizer_state_of_a_trained_model():
     assert abs(saved_bytes(model) - before) < 0.02 * before
 
 
+def test_saved_size_of_a_cached_head_on_its_base_leaves_out_the_heads_optimizer():
+    import numpy as np
+
+    from study.cost import saved_bytes
+    from study.model import build_head, with_base
+
+    head = build_head(feature_shape=(1, 1, 256), n_classes=3, head_depth=2, dense_units=512, dropout=0.0,
+                      learning_rate=1e-3)
+    head.fit(np.zeros((4, 1, 1, 256), "float32"), np.zeros(4, "int32"), epochs=1, verbose=0)
+    model = with_base(head, image_size=32, alpha=0.25, weights=None, learning_rate=1e-3)
+    weights_bytes = 4 * model.count_params()
+    assert plain_save_bytes(model) > weights_bytes + 2 * 4 * head.count_params()  # the head's Adam state
+    assert weights_bytes < saved_bytes(model) < 1.2 * weights_bytes
+
+
 def plain_save_bytes(model) -> int:
     import tempfile
     from pathlib import Path
