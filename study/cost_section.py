@@ -31,8 +31,8 @@ def describe(point: CostPoint) -> str:
         parts.append(f"{p['image_size']} px")
     if "alpha" in p:
         parts.append(f"a{p['alpha']:g}")
-    if "unfreeze_blocks" in p:
-        parts.append(f"{p['unfreeze_blocks']} blocks trained")
+    if p.get("unfreeze_blocks"):  # 0: the base is frozen, as in every cached-mode trial
+        parts.append(f"top {p['unfreeze_blocks']} blocks trained")
     depth = p.get("head_depth")
     if depth is not None:
         parts.append("no hidden layer" if depth == 0 else f"{depth} x Dense({p.get('dense_units')})")
