@@ -9,6 +9,7 @@ Latency is the median of repeated batch-1 calls on this machine after warm-up ca
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -92,12 +93,18 @@ def _without_compile(config):
     return config
 
 
-def saved_bytes(model) -> int:
-    """The size of `model` saved for inference as a `.keras` file (written to a temporary folder
-    and removed), without optimizer state (see `inference_copy`)."""
+def saved_bytes(model, keep: Path | None = None) -> int:
+    """The size of `model` saved as a `.keras` file: at `keep` (written atomically), or in a
+    temporary folder that is removed. Give it an inference copy (see `inference_copy`)."""
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        partial = keep.with_name(f".{keep.stem}.{os.getpid()}.partial.keras")
+        model.save(partial)
+        os.replace(partial, keep)
+        return keep.stat().st_size
     with tempfile.TemporaryDirectory(prefix="study-size-") as folder:
         path = Path(folder) / "model.keras"
-        inference_copy(model).save(path)
+        model.save(path)
         return path.stat().st_size
 
 
@@ -119,8 +126,10 @@ def latency_ms(model, warmup: int = LATENCY_WARMUP, repeats: int = LATENCY_REPEA
     return 1000 * statistics.median(times)
 
 
-def measure_cost(model) -> dict:
-    """Every cost attribute of a model that takes images (see COST_ATTRS)."""
+def measure_cost(model, keep: Path | None = None) -> dict:
+    """Every cost attribute of a model that takes images (see COST_ATTRS), measured on its
+    inference copy; with `keep`, that copy stays saved there."""
+    model = inference_copy(model)
     base, head, total = parameter_counts(model)
     return {"params_base": base, "params_head": head, "params_total": total, "macs": multiply_adds(model),
-            "model_bytes": saved_bytes(model), "latency_ms": latency_ms(model)}
+            "model_bytes": saved_bytes(model, keep), "latency_ms": latency_ms(model)}

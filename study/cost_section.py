@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from study import plots
-from study.front import COSTS, CostPoint, cheapest_within, cost_points, halvings, pareto_front
+from study.front import COSTS, FRONT_COSTS, CostPoint, cheapest_within, cost_points, halvings, pareto_front
 from study.markdown_text import count, md, pct, size
 
 NEAR_BEST = 0.01  # "within 1 point of the best"
-FRONT_COSTS = ("macs", "model_bytes")
 EXPORTS_ATTR = "exports"  # study user attr: export-model's measured results, by "trial/format/quantize"
 
 

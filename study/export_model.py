@@ -1,7 +1,10 @@
 """`python -m study export-model`: a trial's model as a file a phone or a server can run, measured.
 
-The study's best model is read from its `.keras` file; any other completed trial is trained
-again first, with its parameters and its seed (only the best model is kept). Formats:
+A `run` keeps the models of the trials on its fronts (accuracy against multiply-adds and
+against size) beside the storage in `<study>.front/`, and the study's best model; those are
+read as they are. Any other completed trial is trained again first, with its parameters and
+its seed: the same configuration, not the same numbers (CPU kernels and the best-epoch choice
+vary between runs). Formats:
 `keras` (a `.keras` file), `saved_model` (a TensorFlow SavedModel folder) and `tflite`,
 optionally quantised: `float16` weights, or `int8` weights and activations calibrated on a
 sample of the study's training split (float input and output, so it takes 0-255 pixels
@@ -79,7 +82,8 @@ def trial_params(trial, space) -> dict:
 def export_model(location, study_name: str, trial_number: int | None, fmt: str, quantize: str, out: Path) -> dict:
     """Export one trial's model to `out` and measure it; returns what was printed, as numbers."""
     check_request(fmt, quantize, out)
-    from study.storage import best_model_paths, load_study
+    from study.storage import best_model_paths, front_models_dir, load_study
+    from study.trial_training import kept_model_name
 
     study = load_study(location, study_name)
     attrs = study.user_attrs
@@ -92,12 +96,17 @@ def export_model(location, study_name: str, trial_number: int | None, fmt: str, 
 
     import keras
 
-    if saved.get("trial_number") == trial.number and model_path.is_file():
+    kept = front_models_dir(location, study_name) / kept_model_name(trial.number)
+    if kept.is_file():
+        model = keras.models.load_model(kept, compile=False)
+        how = "its model, kept as a front trial's"
+    elif saved.get("trial_number") == trial.number and model_path.is_file():
         model = keras.models.load_model(model_path, compile=False)
         how = "the study's saved best model"
     else:
-        print(f"trial {trial.number}: only the study's best model is kept; training it again with its "
-              f"parameters and seed ({train.epochs} epochs, mode {train.mode})", flush=True)
+        print(f"trial {trial.number}: its model was not kept (only the front's and the best are); training "
+              f"it again with its parameters and seed ({train.epochs} epochs, mode {train.mode}), which gives "
+              "a model of the same configuration, not the same numbers", flush=True)
         model = retrain(location, attrs, train, space, trial, params)
         how = "trained again"
     image_size = int(params.get("image_size", train.image_size))
@@ -166,8 +175,9 @@ def retrain(location, attrs: dict, train, space, trial, params: dict):
     try:
         job = TrialJob(trial.number, params, train.seed + trial.number)
         result = runtime.run(setup, job, TrialHooks(), EpochLog())
-        print(f"trial {trial.number}: validation accuracy {result.best_val_accuracy:.4f} "
-              f"(the study's: {trial.values[0]:.4f})", flush=True)
+        print(f"trial {trial.number}: validation accuracy {result.best_val_accuracy:.4f}, test accuracy "
+              f"{result.test_accuracy:.4f} (the study's: {trial.values[0]:.4f}, "
+              f"{trial.user_attrs.get('test_accuracy', float('nan')):.4f})", flush=True)
         return image_model(setup, job, runtime.trainer.model)
     finally:
         runtime.close()

@@ -72,6 +72,14 @@ def pareto_front(points: Sequence[CostPoint], cost: str) -> list[CostPoint]:
     return [points[i] for i in front_indices([(p.accuracy, getattr(p, cost)) for p in points])]
 
 
+FRONT_COSTS = ("macs", "model_bytes")  # the report's two fronts
+
+
+def front_numbers(points: Sequence[CostPoint]) -> set[int]:
+    """Numbers of the trials on the front of accuracy against multiply-adds or against size."""
+    return {p.number for cost in FRONT_COSTS for p in pareto_front(points, cost)}
+
+
 def halvings(front: Sequence[CostPoint], cost: str) -> list[Halving]:
     """For each halving of the most accurate front model's cost, the best front model that fits."""
     if not front:

@@ -100,12 +100,32 @@ class Objective:
         trial.set_user_attr("peak_rss_mb", result.peak_rss_mb)
         for key, value in result.extra_attrs.items():
             trial.set_user_attr(key, value)
+        if job.keep_model_dir:
+            self._keep_front_models(trial, Path(job.keep_model_dir), result)
         self._record_artifacts(trial, params, "COMPLETE", result.history, result.best_epoch, result.test_accuracy)
         if self._is_new_best(trial, result.best_val_accuracy):
             self._save_best(trial, result.best_val_accuracy, result.test_accuracy, params)
         if multi:
             return objective_values(self.objectives, result.best_val_accuracy, result.extra_attrs)
         return result.best_val_accuracy
+
+    @staticmethod
+    def _keep_front_models(trial: optuna.Trial, folder: Path, result) -> None:
+        """Delete the kept models of trials no longer on a front (this one's too, if it is not).
+
+        Models of trials still running elsewhere are left alone; a file another process
+        removed first is not an error.
+        """
+        from study.front import cost_points, front_numbers
+        from study.trial_training import kept_model_name
+
+        completed = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        current = optuna.trial.create_trial(value=result.best_val_accuracy, user_attrs=dict(trial.user_attrs))
+        current.number = trial.number
+        keep = front_numbers(cost_points([t for t in completed if t.number != trial.number] + [current]))
+        for t in completed + [current]:
+            if t.number not in keep:
+                (folder / kept_model_name(t.number)).unlink(missing_ok=True)
 
     def _record_worker(self, trial: optuna.Trial) -> None:
         if self.runtime.worker_pid is not None:

@@ -31,7 +31,7 @@ from study.objective import SEED_ATTR, Objective
 from study.objectives import OBJECTIVES, directions_of
 from study.progress import LiveTrialLine, format_trial_line
 from study.search_space import SearchSpace, apply_run_flags, load_space, seed_trial_params, values_of
-from study.storage import (best_model_paths, check_writable, claim_single_writer, exclusive_section,
+from study.storage import (best_model_paths, front_models_dir, check_writable, claim_single_writer, exclusive_section,
                            open_storage, resolve_storage)
 from study.devices import describe_devices
 from study.trial_runtime import make_runtime
@@ -342,7 +342,8 @@ def optimize_to_total(config: RunConfig, space: SearchSpace, location, study, st
     model_path, meta_path = best_model_paths(location, study_name)
     objective = Objective(space, setup, runtime, model_path, meta_path, artifact_store=artifact_store(location),
                           trial_timeout=config.trial_timeout, live_line=LiveTrialLine(),
-                          objectives=config.objectives)
+                          objectives=config.objectives,
+                          job_options={"keep_model_dir": str(front_models_dir(location, study_name))})
     announced = waiting_said = False
     can_wait = bool(config.heartbeat_seconds) and location.scheme not in ("sqlite", "journal")
     with interrupts.deferred():

@@ -228,6 +228,11 @@ def study_file_stem(study_name: str) -> str:
     return stem
 
 
+def front_models_dir(location: StorageLocation, study_name: str) -> Path:
+    """Where the models of a study's front trials are kept (`trial-<K>.keras`)."""
+    return location.files_dir / f"{study_file_stem(study_name)}.front"
+
+
 def best_model_paths(location: StorageLocation, study_name: str) -> tuple[Path, Path]:
     """(model .keras, metadata .json) paths of a study's best model."""
     stem = study_file_stem(study_name)

@@ -74,6 +74,7 @@ class TrialJob:
     timeout: float | None = None  # seconds; checked between batches in-process, enforced by the parent otherwise
     patience: int | None = None  # stop once this many epochs brought no better validation accuracy
     holdout_dir: str | None = None  # confirm --holdout: x.npy / y.npy of images no trial saw; scored after training
+    keep_model_dir: str | None = None  # save the trial's inference model here as trial-<K>.keras (front candidates)
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,8 @@ class TrialTrainer:
                                 on_batch=after_batch if on_batch is not None or deadline is not None else None)
         _, test_accuracy = model.evaluate(test_data, verbose=0)
         self.model = model
-        extra.update(measure_cost(image_model(setup, job, model)))
+        keep = Path(job.keep_model_dir) / kept_model_name(job.number) if job.keep_model_dir else None
+        extra.update(measure_cost(image_model(setup, job, model), keep))
         if job.holdout_dir:
             extra.update(self._score_holdout(setup, job, model, Path(job.holdout_dir)))
         return TrialResult(result.history, result.epoch_seconds, result.train_seconds, result.best_epoch,
@@ -350,6 +352,10 @@ class TrialTrainer:
         probabilities = self.model.predict(make_dataset(inputs["test"], labels["test"], setup.train.batch_size),
                                            verbose=0)
         return make_predictions(list(setup.class_names), labels["test"], probabilities, images["test"])
+
+
+def kept_model_name(trial_number: int) -> str:
+    return f"trial-{trial_number}.keras"
 
 
 def image_model(setup: RunSetup, job: TrialJob, model):

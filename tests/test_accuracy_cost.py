@@ -133,17 +133,35 @@ def test_export_model_writes_and_measures_each_format(cost_study, fmt, quantize,
 
 
 @pytest.mark.slow
-def test_export_of_a_trial_that_is_not_the_saved_best_trains_it_again(cost_study):
+def test_front_models_are_kept_and_exported_as_they_are_others_are_trained_again(cost_study):
+    from study.front import cost_points, front_numbers
+
     folder, _ = cost_study
     study = optuna.load_study(study_name="images", storage=f"sqlite:///{folder}/study.db")
-    saved = __import__("json").loads((folder / "images.best.json").read_text())["trial_number"]
-    other = next(t for t in study.get_trials() if t.number != saved)
-    result = study_cli("export-model", "--study-name", "images", "--trial", str(other.number), "--format", "keras",
-                       "--out", "other.keras", cwd=folder)
+    on_front = front_numbers(cost_points(study.get_trials()))
+    kept = {p.name for p in (folder / "images.front").iterdir()}
+    assert kept == {f"trial-{n}.keras" for n in on_front}
+    kept_trial = min(on_front)
+    result = study_cli("export-model", "--study-name", "images", "--trial", str(kept_trial), "--format", "keras",
+                       "--out", "kept.keras", cwd=folder)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "training it again" in result.stdout and f"exported trial {other.number} (trained again)" in result.stdout
-    retrained = float(re.search(r"validation accuracy ([\d.]+) \(the study's", result.stdout).group(1))
-    assert abs(retrained - other.values[0]) < 0.2  # same parameters and seed; CPU kernels may differ slightly
+    assert f"exported trial {kept_trial} (its model, kept as a front trial's)" in result.stdout
+    keras_accuracy = float(re.search(r"Keras model ([\d.]+)$", result.stdout, re.M).group(1))
+    assert keras_accuracy == pytest.approx(study.trials[kept_trial].user_attrs["test_accuracy"], abs=5e-5)
+
+    (folder / "images.front" / f"trial-{kept_trial}.keras").rename(folder / "moved.keras")  # as if not kept
+    try:
+        result = study_cli("export-model", "--study-name", "images", "--trial", str(kept_trial), "--format", "keras",
+                           "--out", "again.keras", cwd=folder)
+    finally:
+        (folder / "moved.keras").rename(folder / "images.front" / f"trial-{kept_trial}.keras")
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = __import__("json").loads((folder / "images.best.json").read_text())["trial_number"]
+    source = "the study's saved best model" if kept_trial == saved else "trained again"
+    assert f"exported trial {kept_trial} ({source})" in result.stdout
+    if source == "trained again":
+        assert "training it again" in result.stdout
+        assert re.search(r"validation accuracy [\d.]+, test accuracy [\d.]+ \(the study's", result.stdout)
 
 
 @pytest.mark.slow
