@@ -71,9 +71,13 @@ def cost_section(trials, attrs: dict, figures: Path, folder: Path, study_name: s
                      f"{p.latency_ms:.1f} ms | {on} |")
     lines.append("")
     int8 = exports.get(export_key(top.number, "tflite", "int8"))
+    float32 = exports.get(export_key(top.number, "tflite", "none"))
     if int8:
+        against_tflite = (f", and {size(float32['bytes'])} as float32 TFLite ({float32['bytes'] / int8['bytes']:.1f} "
+                          "times)") if float32 else ""
         lines += [f"**The best model as int8 TensorFlow Lite** ({md(top.label)}): {size(int8['bytes'])} against "
-                  f"{size(top.model_bytes)} as `.keras` ({top.model_bytes / int8['bytes']:.1f} times smaller); "
+                  f"{size(top.model_bytes)} as `.keras` ({top.model_bytes / int8['bytes']:.1f} times smaller"
+                  f"{against_tflite}); "
                   f"test accuracy {pct(int8['accuracy'])} measured with the TFLite interpreter, against "
                   f"{pct(int8['keras_accuracy'])} for the Keras model "
                   f"({100 * (int8['accuracy'] - int8['keras_accuracy']):+.2f} points).", ""]
@@ -91,8 +95,18 @@ def cost_section(trials, attrs: dict, figures: Path, folder: Path, study_name: s
             lines.append(f"- {COSTS[cost]}: no front model costs half of {md(front_top.label)}'s "
                          f"{show(getattr(front_top, cost))}.")
             continue
-        parts = [f"1/{round(1 / s.fraction)}: {pct(s.point.accuracy)} ({md(s.point.label)}, "
-                 f"{show(getattr(s.point, cost))}, {-100 * s.lost:+.2f} points)" for s in steps]
+        groups: list[list] = []  # consecutive halvings that keep the same model are said once
+        for step in steps:
+            if groups and groups[-1][-1].point.number == step.point.number:
+                groups[-1].append(step)
+            else:
+                groups.append([step])
+        parts = []
+        for group in groups:
+            first, last, point = group[0], group[-1], group[0].point
+            span = f"1/{round(1 / first.fraction)}" + (f" to 1/{round(1 / last.fraction)}" if len(group) > 1 else "")
+            parts.append(f"{span}: {pct(point.accuracy)} ({md(point.label)}, {show(getattr(point, cost))}, "
+                         f"{-100 * first.lost:+.2f} points)")
         lines.append(f"- {COSTS[cost]} (from {md(front_top.label)}, {pct(front_top.accuracy)} at "
                      f"{show(getattr(front_top, cost))}): " + "; ".join(parts) + ".")
     lines.append("")

@@ -56,3 +56,41 @@ def test_cost_points_take_completed_trials_with_every_cost():
     assert len(points) == 1
     assert points[0].label == "mn_resultset1" and points[0].accuracy == 0.8 and points[0].macs == 4
     assert points[0].params == {"pooling": "flatten", "head_depth": 1}
+
+
+def cost_trial(number, acc, macs, size, params, seed=None):
+    attrs = {"params_base": 200_000, "params_head": params - 200_000, "params_total": params, "macs": macs,
+             "model_bytes": size, "latency_ms": 2.0, "pooling": "avg", "image_size": 128, "head_depth": 0,
+             "dense_units": 8}
+    if seed:
+        attrs["seed_name"] = seed
+    trial = create_trial(value=acc, user_attrs=attrs)
+    trial.number = number
+    return trial
+
+
+def test_cost_section_tables_the_front_and_gives_the_int8_numbers(tmp_path):
+    from study.cost_section import cost_section, export_key
+
+    trials = [cost_trial(0, 0.60, 50_000_000, 300 << 20, 80_000_000, seed="mn_resultset3"),
+              cost_trial(1, 0.595, 20_000_000, 4 << 20, 900_000),
+              cost_trial(2, 0.50, 8_000_000, 1 << 20, 220_000),
+              cost_trial(3, 0.40, 30_000_000, 8 << 20, 2_000_000)]  # beaten by trial 1 on both costs
+    attrs = {"device": "device: CPU (2 cores)", "exports": {
+        export_key(0, "tflite", "int8"): {"bytes": 80 << 20, "accuracy": 0.55, "keras_accuracy": 0.57},
+        export_key(0, "tflite", "none"): {"bytes": 320 << 20, "accuracy": 0.57, "keras_accuracy": 0.57}}}
+    text = "\n".join(cost_section(trials, attrs, tmp_path / "figures", tmp_path, "food"))
+    assert (tmp_path / "figures" / "cost_front.png").is_file()
+    rows = [line for line in text.splitlines() if line.startswith(("| mn", "| trial"))]
+    assert [row.split(" | ")[0] for row in rows] == ["| mn\\_resultset3", "| trial 1", "| trial 2"]
+    assert "80 M (200 k + 79.8 M) | 50 M | 300 MiB | 2.0 ms | multiply-adds and model size |" in rows[0]
+    assert ("80 MiB against 300 MiB as `.keras` (3.8 times smaller, and 320 MiB as float32 TFLite (4.0 times)); "
+            "test accuracy 55.00% measured with the TFLite interpreter, against 57.00% for the Keras model "
+            "(-2.00 points)") in text
+    assert ("multiply-adds (from mn\\_resultset3, 60.00% at 50 M): 1/2: 59.50% (trial 1, 20 M, -0.50 points); "
+            "1/4: 50.00% (trial 2, 8 M, -10.00 points).") in text
+    assert ("model size (from mn\\_resultset3, 60.00% at 300 MiB): 1/2 to 1/64: 59.50% (trial 1, 4 MiB, -0.50 points); "
+            "1/128 to 1/256: 50.00% (trial 2, 1 MiB, -10.00 points).") in text
+    assert ("**Within 1 point of the best**: trial 1 (avg pool, 128 px, no hidden layer) reaches 59.50% against "
+            "the best's 60.00% (mn\\_resultset3) with 900 k parameters, 1/88.9 of its 80 M") in text
+    assert "**The seven**: 1 of 1 are on a front." in text
