@@ -63,12 +63,14 @@ def cost_section(trials, attrs: dict, figures: Path, folder: Path, study_name: s
     top = max(points, key=lambda p: (p.accuracy, -p.number))
     exports = attrs.get(EXPORTS_ATTR, {})
     lines += ["| Trial | Configuration | Validation | Parameters (base + head) | Multiply-adds | Size | "
-              "Latency | Front of |", "| :-- | :-- | --: | --: | --: | --: | --: | :-- |"]
+              "Latency | int8 TFLite: size, test | Front of |", "| :-- | :-- | --: | --: | --: | --: | --: | --: | :-- |"]
     for p in sorted(members.values(), key=lambda p: (-p.accuracy, p.number)):
         on = " and ".join(COSTS[c] for c in FRONT_COSTS if p in fronts[c])
+        exported = exports.get(export_key(p.number, "tflite", "int8"))
+        int8_text = f"{size(exported['bytes'])}, {pct(exported['accuracy'])}" if exported else "-"
         lines.append(f"| {md(p.label)} | {md(describe(p))} | {pct(p.accuracy)} | {count(p.params_total)} "
                      f"({count(p.params_base)} + {count(p.params_head)}) | {count(p.macs)} | {size(p.model_bytes)} | "
-                     f"{p.latency_ms:.1f} ms | {on} |")
+                     f"{p.latency_ms:.1f} ms | {int8_text} | {on} |")
     lines.append("")
     int8 = exports.get(export_key(top.number, "tflite", "int8"))
     float32 = exports.get(export_key(top.number, "tflite", "none"))

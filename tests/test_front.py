@@ -83,7 +83,8 @@ def test_cost_section_tables_the_front_and_gives_the_int8_numbers(tmp_path):
     assert (tmp_path / "figures" / "cost_front.png").is_file()
     rows = [line for line in text.splitlines() if line.startswith(("| mn", "| trial"))]
     assert [row.split(" | ")[0] for row in rows] == ["| mn\\_resultset3", "| trial 1", "| trial 2"]
-    assert "80 M (200 k + 79.8 M) | 50 M | 300 MiB | 2.0 ms | multiply-adds and model size |" in rows[0]
+    assert "80 M (200 k + 79.8 M) | 50 M | 300 MiB | 2.0 ms | 80 MiB, 55.00% | multiply-adds and model size |" in rows[0]
+    assert "| 2.0 ms | - | multiply-adds and model size |" in rows[1]
     assert ("80 MiB against 300 MiB as `.keras` (3.8 times smaller, and 320 MiB as float32 TFLite (4.0 times)); "
             "test accuracy 55.00% measured with the TFLite interpreter, against 57.00% for the Keras model "
             "(-2.00 points)") in text
