@@ -24,7 +24,7 @@ from study.analysis import (SEED_ATTR, accuracy, best_of_seven, best_so_far, cla
 from study.budget import trial_still_improving
 from study.confirm import confirm_study_name
 from study.markdown_text import md, pct
-from study.search_space import parse_space
+from study.search_space import MOBILENET_PARAMETERS, space_of_study
 from study.storage import (StorageLocation, best_model_paths, load_study, mask_password, open_storage,
                            study_file_stem)
 
@@ -81,7 +81,7 @@ def write_report(location: StorageLocation, study_name: str, out_dir: Path, show
 
     space = None
     if "space_text" in attrs:
-        space = parse_space(attrs["space_text"], f"{attrs.get('space_name', 'space')}.toml")
+        space = space_of_study(attrs)
     epochs = attrs.get("train", {}).get("epochs")
 
     lines: list[str] = [f"# Study {md(study_name)}", ""]
@@ -147,7 +147,12 @@ def summary_section(study_name, attrs, trials, epochs, location, confirm_trials=
                      "A comparison with them is about the epoch budget, not the configuration.")
     total = sum(t.user_attrs.get("train_seconds", 0.0) for t in trials)
     lines.append(f"- **Training time**: {seconds_text(total)} over all trials.")
-    if epochs:
+    objectives = attrs.get("objectives", ["accuracy"])
+    if len(objectives) > 1:
+        lines.append(f"- **Objectives**: {', '.join(objectives)}, a multi-objective study: Optuna prunes only "
+                     "single-objective studies, so every trial ran its full epochs; the best model is the most "
+                     "accurate trial. See \"Accuracy against cost\".")
+    elif epochs:
         savings = pruning_savings(trials, epochs)
         lines.append(f"- **Pruning** stopped {savings.pruned_trials} trials early and spared "
                      f"{savings.epochs_not_run} epochs, about {seconds_text(savings.seconds_saved)} at their "
@@ -191,12 +196,15 @@ def beyond_section(trials, space) -> list[str]:
     best = top_trials(trials, TOP_K)
     if not best:
         return lines + ["No searched trial (outside the seven) has completed yet.", ""]
+    mobilenet = [p.name for p in space.varied() if p.name in MOBILENET_PARAMETERS] if space is not None else []
     lines += ["The best searched trials:", "",
-              "| Trial | Hidden layers | Dense units | Learning rate | Dropout | Validation | Test | Epochs | "
-              "Trainable parameters | Still improving |", "| :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: |"]
+              "| Trial | " + "".join(f"{name.replace('_', ' ').capitalize()} | " for name in mobilenet)
+              + "Hidden layers | Dense units | Learning rate | Dropout | Validation | Test | Epochs | "
+              "Trainable parameters | Still improving |", "| :-: " * (10 + len(mobilenet)) + "|"]
     for t in best:
         a = t.user_attrs
-        lines.append(f"| {t.number} | {param_value(t, 'head_depth')} | {param_value(t, 'dense_units')} | "
+        lines.append(f"| {t.number} | " + "".join(f"{param_value(t, name)} | " for name in mobilenet)
+                     + f"{param_value(t, 'head_depth')} | {param_value(t, 'dense_units')} | "
                      f"{param_value(t, 'learning_rate'):.2e} | {param_value(t, 'dropout'):.2f} | {pct(accuracy(t))} | "
                      f"{pct(a.get('test_accuracy'))} | {a.get('epochs_run', '-')} | "
                      f"{a.get('trainable_params', 0):,} | {improving_text(t)} |")
