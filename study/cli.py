@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     export_model.add_argument("--trial", type=int, metavar="K", help="trial number (default: the most accurate)")
     export_model.add_argument("--format", required=True, metavar="FORMAT", help="keras, saved_model or tflite")
     export_model.add_argument("--quantize", default="none", metavar="Q",
-                              help="tflite only: none (float32), float16, or int8 (calibrated on training images)")
+                              help="tflite only: none (float32), float16, int8 (calibrated on training images), or "
+                                   "int16x8 (int8 weights, 16-bit activations)")
     export_model.add_argument("--out", type=Path, required=True, metavar="PATH",
                               help="file to write (a folder for saved_model)")
 

@@ -83,6 +83,10 @@ def cost_section(trials, attrs: dict, figures: Path, folder: Path, study_name: s
                   f"test accuracy {pct(int8['accuracy'])} measured with the TFLite interpreter, against "
                   f"{pct(int8['keras_accuracy'])} for the Keras model "
                   f"({100 * (int8['accuracy'] - int8['keras_accuracy']):+.2f} points).", ""]
+        wide = exports.get(export_key(top.number, "tflite", "int16x8"))
+        if wide:
+            lines += [f"As int16x8 (int8 weights, 16-bit activations): {size(wide['bytes'])}, test accuracy "
+                      f"{pct(wide['accuracy'])} ({100 * (wide['accuracy'] - wide['keras_accuracy']):+.2f} points).", ""]
     else:
         lines += [f"**The best model as int8 TensorFlow Lite**: not exported yet; `python -m study export-model "
                   f"--study-name {study_name} --trial {top.number} --format tflite --quantize int8 --out "

@@ -112,7 +112,7 @@ def test_report_has_the_front_with_the_seven_and_the_halvings(cost_study):
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt, quantize, out", [("keras", "none", "m.keras"), ("saved_model", "none", "sm"),
                                                 ("tflite", "none", "m.tflite"), ("tflite", "float16", "h.tflite"),
-                                                ("tflite", "int8", "q.tflite")])
+                                                ("tflite", "int8", "q.tflite"), ("tflite", "int16x8", "w.tflite")])
 def test_export_model_writes_and_measures_each_format(cost_study, fmt, quantize, out):
     folder, _ = cost_study
     result = study_cli("export-model", "--study-name", "images", "--format", fmt, "--quantize", quantize,
