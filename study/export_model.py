@@ -128,8 +128,7 @@ def export_model(location, study_name: str, trial_number: int | None, fmt: str, 
         rng = np.random.default_rng(0)
         sample = data.x["train"][np.sort(rng.choice(len(data.x["train"]), min(CALIBRATION_IMAGES,
                                                                                 len(data.x["train"])), replace=False))]
-        out.write_bytes(to_tflite(model, quantize, sample))
-        probabilities = predict_tflite(out, x_test)
+        probabilities = export_tflite(model, quantize, sample, out, x_test, f"trial {trial.number}")
     exported_accuracy = float((probabilities.argmax(1) == y_test).mean())
     n_bytes = path_bytes(out)
     keras_bytes = trial.user_attrs.get("model_bytes")
@@ -221,6 +220,22 @@ def to_tflite(model, quantize: str, calibration: np.ndarray) -> bytes:
 
             converter.representative_dataset = representative
         return converter.convert()
+
+
+def export_tflite(model, quantize: str, calibration: np.ndarray, out: Path, images: np.ndarray,
+                  label: str) -> np.ndarray:
+    """Write `model` to `out` as TFLite and return its probabilities on `images`; when the
+    converter or the interpreter refuses it (int16x8 overflows in some models), no file is
+    left and a StudyError says why in one line."""
+    try:
+        out.write_bytes(to_tflite(model, quantize, calibration))
+        return predict_tflite(out, images)
+    except Exception as error:
+        out.unlink(missing_ok=True)
+        kind = "tflite" + ("" if quantize == "none" else f" {quantize}")
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[-1][:300].rstrip(".")
+        raise StudyError(f"{label} cannot be exported as {kind}: {reason}"
+                         + ("; try --quantize int8" if quantize == "int16x8" else "")) from None
 
 
 def predict_tflite(path: Path, images: np.ndarray) -> np.ndarray:

@@ -112,7 +112,7 @@ def test_report_has_the_front_with_the_seven_and_the_halvings(cost_study):
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt, quantize, out", [("keras", "none", "m.keras"), ("saved_model", "none", "sm"),
                                                 ("tflite", "none", "m.tflite"), ("tflite", "float16", "h.tflite"),
-                                                ("tflite", "int8", "q.tflite"), ("tflite", "int16x8", "w.tflite")])
+                                                ("tflite", "int8", "q.tflite")])
 def test_export_model_writes_and_measures_each_format(cost_study, fmt, quantize, out):
     folder, _ = cost_study
     result = study_cli("export-model", "--study-name", "images", "--format", fmt, "--quantize", quantize,
@@ -182,7 +182,7 @@ def test_export_model_bad_input_is_one_line_and_exit_2(cost_study, args, message
 
 
 def test_tflite_predictions_match_keras(tmp_path):
-    """float32 TFLite: the same probabilities; int8: the same top-1 class on most images."""
+    """float32 TFLite: the same probabilities; int8 and int16x8: the same top-1 class on most images."""
     import keras
 
     from study.export_model import predict_keras, predict_tflite, to_tflite
@@ -196,15 +196,15 @@ def test_tflite_predictions_match_keras(tmp_path):
                         dropout=0.0, learning_rate=1e-2, pooling="avg")
     model.fit(x.astype("float32"), y, epochs=3, batch_size=8, verbose=0)
     expected = predict_keras(model, x)
-    for quantize in ("none", "int8"):
+    for quantize in ("none", "int8", "int16x8"):
         path = tmp_path / f"{quantize}.tflite"
         path.write_bytes(to_tflite(model, quantize, x[:32]))
         got = predict_tflite(path, x)
         if quantize == "none":
             np.testing.assert_allclose(got, expected, atol=1e-4)
-        else:
+        else:  # int8 weights either way: a quarter of the float32 weights' bytes, plus the graph
             assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.8
-            assert path.stat().st_size < (tmp_path / "none.tflite").stat().st_size / 2.5
+            assert path.stat().st_size < 0.45 * (tmp_path / "none.tflite").stat().st_size
 
 
 @pytest.mark.slow
@@ -223,3 +223,21 @@ def test_finetune_mode_trains_each_trial_at_its_own_size_and_blocks(tmp_path):
     assert wide.user_attrs["trainable_params"] < small.user_attrs["trainable_params"] - small.user_attrs["params_head"]
     assert wide.user_attrs["macs"] > 2 * small.user_attrs["macs"]  # 48 px against 32 px
     assert not (tmp_path / "feature-cache").exists()
+
+
+def test_a_model_tflite_refuses_is_one_line_and_leaves_no_file(tmp_path):
+    from study.errors import StudyError
+    from study.export_model import export_tflite
+
+    class NotExportable:
+        def export(self, *args, **kwargs):
+            raise RuntimeError("conversion failed\nNode number 12 (DEPTHWISE_CONV_2D) failed to prepare.")
+
+    out = tmp_path / "m.tflite"
+    out.write_bytes(b"old")  # a file from before is not left behind half-replaced
+    with pytest.raises(StudyError) as error:
+        export_tflite(NotExportable(), "int16x8", np.zeros((1, 32, 32, 3), np.uint8), out, np.zeros((1, 32, 32, 3)),
+                      "trial 3")
+    assert str(error.value) == ("trial 3 cannot be exported as tflite int16x8: Node number 12 (DEPTHWISE_CONV_2D) "
+                                "failed to prepare; try --quantize int8")
+    assert not out.exists()
