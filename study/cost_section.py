@@ -38,7 +38,7 @@ def describe(point: CostPoint) -> str:
     return ", ".join(parts)
 
 
-def cost_section(trials, attrs: dict, figures: Path, folder: Path, study_name: str) -> list[str]:
+def cost_section(trials, attrs: dict, figures: Path, folder: Path, study_name: str, storage: str = "") -> list[str]:
     lines = ["## Accuracy against cost", ""]
     points = cost_points(trials)
     if not points:
@@ -88,9 +88,10 @@ def cost_section(trials, attrs: dict, figures: Path, folder: Path, study_name: s
             lines += [f"As int16x8 (int8 weights, 16-bit activations): {size(wide['bytes'])}, test accuracy "
                       f"{pct(wide['accuracy'])} ({100 * (wide['accuracy'] - wide['keras_accuracy']):+.2f} points).", ""]
     else:
+        storage_option = f" --storage '{storage}'" if storage else ""
         lines += [f"**The best model as int8 TensorFlow Lite**: not exported yet; `python -m study export-model "
-                  f"--study-name {study_name} --trial {top.number} --format tflite --quantize int8 --out "
-                  f"best.tflite` measures it and adds it here.", ""]
+                  f"--study-name {study_name}{storage_option} --trial {top.number} --format tflite --quantize int8 "
+                  f"--out best.tflite` measures it and adds it here.", ""]
 
     lines += ["**What each halving of cost gives up**, from the most accurate model on each front:", ""]
     for cost in FRONT_COSTS:

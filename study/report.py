@@ -90,7 +90,7 @@ def write_report(location: StorageLocation, study_name: str, out_dir: Path, show
     lines += beyond_section(trials, space)
     with plots.fonts_for(attrs.get("class_names", [])):
         lines += best_model_failures(location, study_name, trials, figures, folder, show_images)
-        lines += cost_section(trials, attrs, figures, folder, study_name)
+        lines += cost_section(trials, attrs, figures, folder, study_name, location.display)
         lines += figures_section(study, trials, space, figures, folder)
     lines += reflection_section(trials, space)
     lines += confirmation_section(trials, confirm_trials, study_name)

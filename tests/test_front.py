@@ -95,3 +95,12 @@ def test_cost_section_tables_the_front_and_gives_the_int8_numbers(tmp_path):
     assert ("**Within 1 point of the best**: trial 1 (avg pool, 128 px, no hidden layer) reaches 59.50% against "
             "the best's 60.00% (mn\\_resultset3) with 900 k parameters, 1/88.9 of its 80 M") in text
     assert "**The seven**: 1 of 1 are on a front." in text
+
+
+def test_cost_section_without_exports_names_the_command_with_its_storage(tmp_path):
+    from study.cost_section import cost_section
+
+    trials = [cost_trial(4, 0.6, 10, 10, 300_000)]
+    text = "\n".join(cost_section(trials, {}, tmp_path / "figures", tmp_path, "food", "sqlite:////data/s.db"))
+    assert ("`python -m study export-model --study-name food --storage 'sqlite:////data/s.db' --trial 4 --format "
+            "tflite --quantize int8 --out best.tflite` measures it") in text
