@@ -45,6 +45,12 @@ class TrainConfig:
     jit: bool = False  # XLA: opt-in, it made the first fit 2-3x slower on a CPU (benchmarks/gpu.py)
 
 
+def train_config_from_record(record: dict) -> TrainConfig:
+    """The TrainConfig a study recorded (`dataclasses.asdict` of it, as stored in its attrs)."""
+    record = dict(record)
+    return TrainConfig(augment=AugmentConfig(**record.pop("augment")), **record)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One `python -m study run` invocation."""

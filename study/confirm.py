@@ -18,14 +18,14 @@ from study import interrupts
 from study.analysis import (BUDGET_ATTRS, CONFIRM_ATTR, SEED_ATTR, best_of_seven, budget_key, seven_rows,
                             top_trials)
 from study.artifacts import artifact_store
-from study.config import AugmentConfig, RunConfig, SplitConfig, TrainConfig
+from study.config import RunConfig, SplitConfig, TrainConfig, train_config_from_record
 from study.data import load_splits
 from study.errors import StorageError, StudyError
 from study.holdout import prepare_holdout
 from study.objective import Objective
 from study.progress import LiveTrialLine, format_trial_line
-from study.runner import check_weights_file, fail_abandoned_trials, settle_space, space_shapes, start_runtime
-from study.search_space import parse_space
+from study.runner import check_weights_file, fail_abandoned_trials, space_shapes, start_runtime
+from study.search_space import space_of_study
 from study.storage import StorageLocation, best_model_paths, claim_single_writer, load_study, open_storage
 
 CONFIRM_SEED_ATTR = "confirm_seed"
@@ -47,10 +47,8 @@ def configs_to_confirm(trials, top: int) -> list[optuna.trial.FrozenTrial]:
 
 def train_config_from(attrs: dict) -> TrainConfig:
     """The study's recorded training settings, with a fresh seed range for confirmation."""
-    train = dict(attrs["train"])
-    augment = AugmentConfig(**train.pop("augment"))
-    train["seed"] = train.get("seed", 0) + CONFIRM_SEED_OFFSET
-    return TrainConfig(augment=augment, **train)
+    train = train_config_from_record(attrs["train"])
+    return replace(train, seed=train.seed + CONFIRM_SEED_OFFSET)
 
 
 def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds: int = 3,
@@ -72,9 +70,8 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
     if not chosen:
         raise StorageError(f"study '{study_name}' has no completed trial to confirm")
 
-    space = parse_space(attrs["space_text"], f"{attrs['space_name']}.toml (stored in the study)")
+    space = space_of_study(attrs)
     train = train_config_from(attrs)
-    space, train, _ = settle_space(space, train, tuple(attrs.get("explicit_flags", ())))
     if epochs is not None:
         train = replace(train, epochs=epochs)
     if patience is not None and patience >= train.epochs:

@@ -107,7 +107,7 @@ def export_model(location, study_name: str, trial_number: int | None, fmt: str, 
         print(f"trial {trial.number}: its model was not kept (only the front's and the best are); training "
               f"it again with its parameters and seed ({train.epochs} epochs, mode {train.mode}), which gives "
               "a model of the same configuration, not the same numbers", flush=True)
-        model = retrain(location, attrs, train, space, trial, params)
+        model = retrain(location, attrs, train, space, trial, params, data)
         how = "trained again"
     image_size = int(params.get("image_size", train.image_size))
     x_test, y_test = data.x["test"], data.y["test"]
@@ -141,15 +141,12 @@ def export_model(location, study_name: str, trial_number: int | None, fmt: str, 
 
 def study_data(attrs: dict, trial):
     """The study's splits at the trial's image size (checked unchanged), its settings, space and parameters."""
-    from study.config import AugmentConfig, SplitConfig, TrainConfig
+    from study.config import SplitConfig, train_config_from_record
     from study.data import load_splits
-    from study.runner import settle_space
-    from study.search_space import parse_space
+    from study.search_space import space_of_study
 
-    recorded = dict(attrs["train"])
-    train = TrainConfig(augment=AugmentConfig(**recorded.pop("augment")), **recorded)
-    space = parse_space(attrs["space_text"], f"{attrs['space_name']}.toml (stored in the study)")
-    space, train, _ = settle_space(space, train, tuple(attrs.get("explicit_flags", ())))
+    train = train_config_from_record(attrs["train"])
+    space = space_of_study(attrs)
     params = trial_params(trial, space)
     split = SplitConfig(**attrs.get("split", {}))
     data = load_splits(Path(attrs["data_dir"]), int(params.get("image_size", train.image_size)), split,
@@ -159,8 +156,11 @@ def study_data(attrs: dict, trial):
     return data, train, space, params
 
 
-def retrain(location, attrs: dict, train, space, trial, params: dict):
-    """Train `trial` again in this process with its parameters and seed; the model that takes images."""
+def retrain(location, attrs: dict, train, space, trial, params: dict, data):
+    """Train `trial` again in this process with its parameters and seed; the model that takes images.
+
+    `data` holds the study's splits at the trial's image size; the run's own size is decoded
+    only when that differs."""
     from study.config import RunConfig, SplitConfig
     from study.data import load_splits
     from study.runner import space_shapes, start_runtime
@@ -168,7 +168,8 @@ def retrain(location, attrs: dict, train, space, trial, params: dict):
     from study.trial_training import TrialHooks, TrialJob, image_model
 
     split = SplitConfig(**attrs.get("split", {}))
-    data = load_splits(Path(attrs["data_dir"]), train.image_size, split, attrs["split_seed"])
+    if int(params.get("image_size", train.image_size)) != train.image_size:
+        data = load_splits(Path(attrs["data_dir"]), train.image_size, split, attrs["split_seed"])
     setup, runtime, _, _ = start_runtime(data, split, train, location, RunConfig(data_dir=data.root, isolation="none"),
                                          announce=False, shapes=space_shapes(space, train))
     try:

@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from study.analysis import SEED_ATTR, accuracy
 from study.cost import COST_ATTRS
+from study.search_space import PARAMETER_KINDS
 
 COSTS = {"macs": "multiply-adds", "model_bytes": "model size", "params_total": "parameters",
          "latency_ms": "latency"}
@@ -45,9 +46,7 @@ def cost_points(trials: Sequence[FrozenTrial]) -> list[CostPoint]:
         attrs = trial.user_attrs
         if trial.state != TrialState.COMPLETE or not all(key in attrs for key in COST_ATTRS):
             continue
-        params = {**{k: attrs[k] for k in ("head_depth", "dense_units", "learning_rate", "dropout", "pooling",
-                                          "image_size", "unfreeze_blocks", "alpha") if k in attrs},
-                  **trial.params}
+        params = {**{k: attrs[k] for k in PARAMETER_KINDS if k in attrs}, **trial.params}
         points.append(CostPoint(trial.number, attrs.get(SEED_ATTR, f"trial {trial.number}"), accuracy(trial),
                                 *(attrs[k] for k in COST_ATTRS), params, SEED_ATTR in attrs))
     return points

@@ -236,7 +236,7 @@ def start_runtime(data, split, train, location, config_like, announce: bool = Tr
                      feature_cache_root=str(location.files_dir / CACHE_DIR_NAME),
                      verbose=config_like.verbose,
                      image_dirs=tuple((size, str(path)) for size, path in sorted(image_dirs.items())),
-                     shapes=tuple(shapes) if len(shapes) > 1 else ())
+                     shapes=tuple(shapes))
     runtime = make_runtime(config_like.isolation, config_like.trials_per_worker, config_like.worker_memory_mb)
     try:
         started = time.perf_counter()

@@ -420,7 +420,7 @@ def values_of(space: SearchSpace, name: str, default: Any) -> tuple:
 
 def space_of_study(attrs: dict) -> SearchSpace:
     """The space a study ran: its stored file, with the run's flags and mode applied (see `apply_run_flags`)."""
-    space = parse_space(attrs["space_text"], f"{attrs.get('space_name', 'space')}.toml")
+    space = parse_space(attrs["space_text"], f"{attrs.get('space_name', 'space')}.toml (stored in the study)")
     train = attrs.get("train", {})
     flags = {name: train.get(name) for name in attrs.get("explicit_flags", ())}
     return apply_run_flags(space, flags, train.get("mode", "finetune"))[0]

@@ -40,7 +40,7 @@ class RunSetup:
     features_dir: str | None = None  # set by prepare_run in cached modes
     verbose: bool = False
     image_dirs: tuple[tuple[int, str], ...] = ()  # (size, image-cache folder) of each size the space searches
-    shapes: tuple[tuple[float, int], ...] = ()  # (alpha, image size) pairs the space can give; () = the run's
+    shapes: tuple[tuple[float, int], ...] = ()  # (alpha, image size) pairs the space can give; () = only the run's
 
     def all_shapes(self) -> tuple[tuple[float, int], ...]:
         return self.shapes or ((self.train.alpha, self.train.image_size),)
@@ -247,21 +247,22 @@ class TrialTrainer:
         _, test_accuracy = model.evaluate(test_data, verbose=0)
         self.model = model
         keep = Path(job.keep_model_dir) / kept_model_name(job.number) if job.keep_model_dir else None
-        extra.update(measure_cost(image_model(setup, job, model), keep))
+        images_model = image_model(setup, job, model)  # a cached-mode head gets its base once, for both
+        extra.update(measure_cost(images_model, keep))
         if job.holdout_dir:
-            extra.update(self._score_holdout(setup, job, model, Path(job.holdout_dir)))
+            extra.update(self._score_holdout(setup, images_model, Path(job.holdout_dir)))
         return TrialResult(result.history, result.epoch_seconds, result.train_seconds, result.best_epoch,
                            result.best_val_accuracy, float(test_accuracy), peak_rss_mb(), current_rss_mb(), extra)
 
-    def _score_holdout(self, setup: RunSetup, job: TrialJob, model, folder: Path) -> dict:
-        """Accuracy and per-image correctness (0/1, in the folder's order) on held-out images."""
+    def _score_holdout(self, setup: RunSetup, model, folder: Path) -> dict:
+        """Accuracy and per-image correctness (0/1, in the folder's order) of a model that takes
+        images, on held-out images."""
         import numpy as np
 
         from study.data import make_dataset
 
         x = np.load(folder / "x.npy", mmap_mode="r")
         y = np.load(folder / "y.npy")
-        model = image_model(setup, job, model)
         probabilities = model.predict(make_dataset(x, y, setup.train.batch_size), verbose=0)
         correct = (probabilities.argmax(axis=1) == y).astype(int)
         return {"holdout_accuracy": float(correct.mean()), "holdout_correct": correct.tolist()}
