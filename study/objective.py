@@ -122,7 +122,7 @@ class Objective:
         completed = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         current = optuna.trial.create_trial(value=result.best_val_accuracy, user_attrs=dict(trial.user_attrs))
         current.number = trial.number
-        keep = front_numbers(cost_points([t for t in completed if t.number != trial.number] + [current]))
+        keep = front_numbers(cost_points(completed + [current]))  # this trial still RUNNING: not in completed
         for t in completed + [current]:
             if t.number not in keep:
                 (folder / kept_model_name(t.number)).unlink(missing_ok=True)

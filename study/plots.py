@@ -220,12 +220,12 @@ def cost_front(points, fronts: dict, path: Path) -> Path:
     trial, the seven as labelled stars, each front as a step line."""
     from study.front import COSTS
 
+    searched = [p for p in points if not p.seed]
+    seeds = [p for p in points if p.seed]
     figure, axes = plt.subplots(1, len(fronts), figsize=(5.2 * len(fronts), 3.8), squeeze=False)
     for axis, (cost, front) in zip(axes[0], fronts.items()):
         scale = (1 << 20) if cost == "model_bytes" else 1e6
         unit = "MiB" if cost == "model_bytes" else "M"
-        searched = [p for p in points if not p.seed]
-        seeds = [p for p in points if p.seed]
         axis.plot([getattr(p, cost) / scale for p in searched], [p.accuracy for p in searched], "o",
                   color=COLOURS["COMPLETE"], markersize=4, alpha=0.6, label="trial")
         axis.plot([getattr(p, cost) / scale for p in seeds], [p.accuracy for p in seeds], "*",
