@@ -9,10 +9,10 @@ from pathlib import Path
 import optuna
 
 from study.config import AugmentConfig, RunConfig, SplitConfig, TrainConfig
-from study.objective import Objective
-from study.runner import make_pruner, make_sampler, start_runtime
-from study.search_space import load_space
-from study.storage import resolve_storage
+from study.search.objective import Objective
+from study.search.runner import make_pruner, make_sampler, start_runtime
+from study.space.spec import load_space
+from study.store.storage import resolve_storage
 
 
 def cached_objective(data, weights, args, space: str = "default", isolation: str = "process") -> Objective:

@@ -17,10 +17,10 @@ def main() -> None:
     data, weights = prepare(args)
     import keras
 
-    from study.data import make_dataset
-    from study.features import base_outputs
-    from study.model import build_base, build_head, build_model
-    from study.training import fit_best_epoch
+    from study.data.images import make_dataset
+    from study.trial.features import base_outputs
+    from study.trial.fit import fit_best_epoch
+    from study.trial.model import build_base, build_head, build_model
 
     n_classes, batch = len(data.class_names), args.batch_size
     keras.utils.set_random_seed(0)

@@ -37,8 +37,8 @@ def parser(description: str) -> argparse.ArgumentParser:
 def prepare(args):
     """Decoded splits and resolved weights; in smoke mode, generated images and no weights."""
     from study.config import SplitConfig
-    from study.data import load_splits
-    from study.model import check_weights
+    from study.data.images import load_splits
+    from study.trial.model import check_weights
 
     if args.smoke:
         from tests.conftest import write_class_images

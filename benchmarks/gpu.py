@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-
 from common import machine, table
 
 HEAD = dict(head_depth=3, dense_units=1024, dropout=0.5, learning_rate=2e-4)
@@ -29,8 +28,8 @@ def measure(alpha: float, size: int, mode: str, images: int, batch: int, *, prec
     import keras
     import tensorflow as tf
 
-    from study.data import make_dataset
-    from study.model import build_model
+    from study.data.images import make_dataset
+    from study.trial.model import build_model
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
@@ -62,7 +61,7 @@ def main() -> None:
     args = p.parse_args()
     import tensorflow as tf
 
-    from study.devices import describe_devices, tensorflow_gpus
+    from study.trial.devices import describe_devices, tensorflow_gpus
 
     tf.get_logger().setLevel("ERROR")  # every row builds a new model: retracing is the point here
 

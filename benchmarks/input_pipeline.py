@@ -9,7 +9,6 @@ Each side trains two epochs; the second is timed, so graph tracing is left out.
 from __future__ import annotations
 
 import numpy as np
-
 from common import machine, parser, prepare, table
 
 HEAD = dict(head_depth=3, dense_units=1024, dropout=0.5, learning_rate=2e-4)
@@ -21,9 +20,9 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from study.data import make_dataset
-    from study.model import build_model
-    from study.training import fit_best_epoch
+    from study.data.images import make_dataset
+    from study.trial.fit import fit_best_epoch
+    from study.trial.model import build_model
 
     x, y, batch = data.x["train"], data.y["train"], args.batch_size
     val = make_dataset(data.x["val"], data.y["val"], batch)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 
 import optuna
-
 from bench_study import cached_objective
 from common import machine, parser, prepare, table
 
@@ -24,10 +23,10 @@ def main() -> None:
     data, weights = prepare(args)
     import keras
 
-    from study.data import make_dataset
-    from study.model import build_model
-    from study.search_space import load_space
-    from study.training import fit_best_epoch
+    from study.data.images import make_dataset
+    from study.space.spec import load_space
+    from study.trial.fit import fit_best_epoch
+    from study.trial.model import build_model
 
     seven = load_space("seed").seeds[: 2 if args.smoke else 7]
     batch, seven_best, seven_seconds = args.batch_size, 0.0, 0.0

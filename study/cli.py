@@ -24,8 +24,8 @@ from pathlib import Path
 from study import interrupts, quiet
 from study.config import AugmentConfig, RunConfig, SplitConfig, TrainConfig
 from study.errors import StudyError
-from study.model import ALPHA_FILE_TAGS, MIN_IMAGE_SIZE, MODES
-from study.trial_runtime import ISOLATIONS
+from study.trial.model import ALPHA_FILE_TAGS, MIN_IMAGE_SIZE, MODES
+from study.trial.runtime import ISOLATIONS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -70,7 +70,7 @@ def image_size(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from study.runner import PRUNERS, SAMPLERS
+    from study.search.runner import PRUNERS, SAMPLERS
 
     parser = OneLineParser(prog="study", description="Optuna studies of MobileNet transfer-learning heads.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
@@ -196,9 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from study.objectives import parse_objectives
-    from study.runner import run_study
-    from study.workers import launch_workers, parse_gpus
+    from study.search.runner import run_study
+    from study.search.workers import launch_workers, parse_gpus
+    from study.space.objectives import parse_objectives
 
     if args.gpus is not None:
         return launch_workers(parse_gpus(args.gpus), args.storage, sys.argv[1:])
@@ -231,15 +231,15 @@ def run_command(args: argparse.Namespace) -> int:
     if args.engine == "keras-tuner":
         if len(config.objectives) > 1:
             raise StudyError("--objectives: Keras Tuner searches one objective; use --engine optuna")
-        from study.keras_tuner_engine import run_keras_tuner
+        from study.search.keras_tuner_engine import run_keras_tuner
 
         return run_keras_tuner(config, args.kt_tuner)
     return run_study(config)
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    from study.evaluate import evaluate_folder
-    from study.storage import resolve_storage
+    from study.store.storage import resolve_storage
+    from study.winners.evaluate import evaluate_folder
 
     study_name = args.study_name or args.data.resolve().name
     result = evaluate_folder(resolve_storage(args.storage), study_name, args.data, args.batch_size, args.report)
@@ -255,8 +255,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from study.report import write_report
-    from study.storage import resolve_storage
+    from study.report.page import write_report
+    from study.store.storage import resolve_storage
 
     readme = write_report(resolve_storage(args.storage), args.study_name, args.out, show_images=not args.no_images)
     print(f"report: {readme}")
@@ -264,16 +264,16 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def confirm_command(args: argparse.Namespace) -> int:
-    from study.confirm import run_confirm
-    from study.storage import resolve_storage
+    from study.store.storage import resolve_storage
+    from study.winners.confirm import run_confirm
 
     return run_confirm(resolve_storage(args.storage), args.study_name, args.top, args.seeds, args.epochs,
                        args.patience, args.holdout)
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from study.compare import compare_studies
-    from study.storage import resolve_storage
+    from study.report.compare import compare_studies
+    from study.store.storage import resolve_storage
 
     figure, rows = compare_studies(resolve_storage(args.storage), args.studies, args.out)
     print("| study | trials | wall time (s) | best | best within the shorter wall time |")
@@ -287,15 +287,15 @@ def compare_command(args: argparse.Namespace) -> int:
 
 
 def dashboard_command(args: argparse.Namespace) -> int:
-    from study.dashboard import serve_dashboard
-    from study.storage import resolve_storage
+    from study.store.dashboard import serve_dashboard
+    from study.store.storage import resolve_storage
 
     return serve_dashboard(resolve_storage(args.storage), args.host, args.port)
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from study.export import export_study
-    from study.storage import resolve_storage
+    from study.report.trials_export import export_study
+    from study.store.storage import resolve_storage
 
     text = export_study(resolve_storage(args.storage), args.study_name, args.format)
     if args.out:
@@ -306,9 +306,9 @@ def export_command(args: argparse.Namespace) -> int:
 
 
 def export_model_command(args: argparse.Namespace) -> int:
-    from study.export_model import check_request, export_model
     from study.markdown_text import size
-    from study.storage import resolve_storage
+    from study.store.storage import resolve_storage
+    from study.winners.export_model import check_request, export_model
 
     check_request(args.format, args.quantize, args.out)
     result = export_model(resolve_storage(args.storage), args.study_name, args.trial, args.format, args.quantize,
@@ -336,7 +336,7 @@ COMMANDS = {"run": run_command, "evaluate": evaluate_command, "report": report_c
 
 
 def command_line() -> str:
-    from study.storage import mask_password
+    from study.store.storage import mask_password
 
     return mask_password(" ".join(shlex.quote(a) for a in ["python", "-m", "study", *sys.argv[1:]]))
 
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None, filter_stderr: bool = False) -> int:
         print(f"study: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:  # a full disk or a read-only folder while writing results
-        from study.storage import mask_password
+        from study.store.storage import mask_password
 
         where = f" '{error.filename}'" if error.filename else ""
         print(f"study: error: cannot use{where}: {mask_password(error.strerror or str(error))}", file=sys.stderr)

@@ -82,9 +82,9 @@ def demo_config(workdir: Path) -> RunConfig:
 
 def run_demo() -> int:
     """Generate the images, run the study, write its report, say where everything is."""
-    from study.report import write_report
-    from study.runner import run_study
-    from study.storage import resolve_storage
+    from study.report.page import write_report
+    from study.search.runner import run_study
+    from study.store.storage import resolve_storage
 
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="study-demo-"))

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SMALL_SPACE, write_class_images
-
-TINY_RUN = ["--space", "seed", "--weights", "none", "--alpha", "0.25", "--image-size", "32",
-            "--epochs", "1", "--batch-size", "8", "--no-augment"]
-
-
-def study_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "study", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+from tests.commands import TINY_RUN, study_cli
+from tests.conftest import SMALL_SPACE, write_class_images
 
 
 def trial_rows(database: Path) -> list[tuple]:

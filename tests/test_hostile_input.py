@@ -8,9 +8,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from study.search_space import load_space
+from study.space.spec import load_space
+from tests.commands import study_cli
 from tests.conftest import SHARED_WEIGHTS, write_class_images
-from tests.test_cli import study_cli
 
 
 def snapshot(database: Path) -> list[str]:

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from study.quiet import is_native_log_line
+from tests.commands import TINY_RUN
 from tests.conftest import REPO, write_class_images
-from tests.test_cli import TINY_RUN
 
 NATIVE = [
     b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
@@ -74,7 +74,7 @@ def test_a_tiny_run_prints_no_native_line_and_no_warning(tmp_path):
 def test_the_live_line_shows_epoch_validation_accuracy_and_seconds_then_goes():
     from rich.console import Console
 
-    from study.progress import LiveTrialLine
+    from study.search.progress import LiveTrialLine
 
     screen = io.StringIO()
     line = LiveTrialLine(enabled=True, console=Console(file=screen, force_terminal=True, width=100))
@@ -87,7 +87,7 @@ def test_the_live_line_shows_epoch_validation_accuracy_and_seconds_then_goes():
 
 
 def test_the_live_line_is_off_when_output_is_not_a_terminal(capsys):
-    from study.progress import LiveTrialLine
+    from study.search.progress import LiveTrialLine
 
     line = LiveTrialLine()  # pytest's captured stdout is not a terminal
     line.start(1, epochs=2)

@@ -1,0 +1,1 @@
+"""Image folders -> decoded, stratified splits; the array cache; held-out folders."""

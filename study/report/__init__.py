@@ -1,0 +1,1 @@
+"""Reading a finished study: analysis, sections, the markdown report, comparisons, trial exports."""

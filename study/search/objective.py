@@ -1,0 +1,182 @@
+"""The Optuna objective: sample a head, have the runtime train it with pruning, record it, return its best.
+
+One `Objective` is made per run with the run's `RunSetup` and a trial runtime (a worker
+process by default, see `study.trial.runtime`); each call is one trial: sample plain values
+from the space, send them to the runtime, report each epoch's validation accuracy to the
+pruner as it streams back (the seven are never pruned), record everything as user attrs,
+keep the model if it is the study's best so far, and return the best validation accuracy.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import optuna
+
+from study import interrupts
+from study.space.objectives import objective_values
+from study.space.spec import SearchSpace, suggest
+from study.store.record import TrialKey, accuracy
+from study.trial.fit import EpochLog
+from study.trial.job import RunSetup, TrialHooks, TrialJob, TrialTimedOut
+from study.trial.runtime import TrialFailed
+
+
+class Objective:
+    """Callable objective shared by all trials of one run."""
+
+    def __init__(self, space: SearchSpace, setup: RunSetup, runtime, model_path: Path, meta_path: Path,
+                 artifact_store=None, trial_timeout: float | None = None, job_options: dict | None = None,
+                 live_line=None, objectives: tuple[str, ...] = ("accuracy",)):
+        self.space = space
+        self.setup = setup
+        self.train = setup.train
+        self.runtime = runtime
+        self.model_path = model_path
+        self.meta_path = meta_path
+        self.artifact_store = artifact_store  # None: no dashboard artifacts or notes
+        self.trial_timeout = trial_timeout
+        self.job_options = job_options or {}  # TrialJob fields: kind, unfreeze_blocks, lr_factor
+        self.live_line = live_line  # progress.LiveTrialLine, or None
+        self.objectives = objectives  # more than one: multi-objective, which Optuna cannot prune
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        interrupts.raise_if_requested()
+        params = suggest(trial, self.space)
+        for spec in self.space.parameters:
+            if spec.kind == "fixed":
+                trial.set_user_attr(spec.name, params[spec.name])
+        multi = len(self.objectives) > 1
+        is_seed = TrialKey.SEED_NAME in trial.user_attrs
+        log = EpochLog()
+
+        def on_built(trainable: int, total: int) -> None:
+            self._record_worker(trial)
+            trial.set_user_attr(TrialKey.TRAINABLE_PARAMS, trainable)
+            trial.set_user_attr(TrialKey.TOTAL_PARAMS, total)
+
+        def on_epoch(epoch: int, epoch_log: EpochLog) -> None:
+            self._record_epochs(trial, epoch_log)
+            if self.live_line is not None:
+                self.live_line.epoch(epoch, epoch_log.history["val_accuracy"][-1])
+            if multi:
+                return
+            trial.report(epoch_log.history["val_accuracy"][-1], step=epoch)
+            # After the last epoch there is nothing left to save: the trial completes.
+            if not is_seed and epoch < self.train.epochs and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+        job = TrialJob(trial.number, params, self.train.seed + trial.number, timeout=self.trial_timeout,
+                       **self.job_options)
+        if self.live_line is not None:
+            self.live_line.start(trial.number, self.train.epochs)
+        try:
+            result = self.runtime.run(self.setup, job, TrialHooks(on_built, on_epoch), log)
+        except optuna.TrialPruned:
+            self._record_epochs(trial, log)
+            self._record_artifacts(trial, params, "PRUNED", log.history, None, None)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr(TrialKey.FAIL_REASON, "interrupted")
+            raise
+        except Exception as error:
+            if isinstance(error, (TrialFailed, TrialTimedOut)):
+                reason = str(error)
+            else:
+                reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+            trial.set_user_attr(TrialKey.FAIL_REASON, reason)
+            self._record_epochs(trial, log)
+            raise
+        finally:  # also when the worker died before the model was built
+            if self.live_line is not None:
+                self.live_line.stop()
+            self._record_worker(trial)
+
+        trial.set_user_attr(TrialKey.BEST_EPOCH, result.best_epoch)
+        trial.set_user_attr(TrialKey.TEST_ACCURACY, result.test_accuracy)
+        trial.set_user_attr(TrialKey.TRAIN_SECONDS, result.train_seconds)
+        trial.set_user_attr(TrialKey.PEAK_RSS_MB, result.peak_rss_mb)
+        for key, value in result.extra_attrs.items():
+            trial.set_user_attr(key, value)
+        if job.keep_model_dir:
+            self._keep_front_models(trial, Path(job.keep_model_dir), result)
+        self._record_artifacts(trial, params, "COMPLETE", result.history, result.best_epoch, result.test_accuracy)
+        if self._is_new_best(trial, result.best_val_accuracy):
+            self._save_best(trial, result.best_val_accuracy, result.test_accuracy, params)
+        if multi:
+            return objective_values(self.objectives, result.best_val_accuracy, result.extra_attrs)
+        return result.best_val_accuracy
+
+    @staticmethod
+    def _keep_front_models(trial: optuna.Trial, folder: Path, result) -> None:
+        """Delete the kept models of trials no longer on a front (this one's too, if it is not).
+
+        Models of trials still running elsewhere are left alone; a file another process
+        removed first is not an error.
+        """
+        from study.stats.front import cost_points, front_numbers
+        from study.store.record import kept_model_name
+
+        completed = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        current = optuna.trial.create_trial(value=result.best_val_accuracy, user_attrs=dict(trial.user_attrs))
+        current.number = trial.number
+        keep = front_numbers(cost_points(completed + [current]))  # this trial still RUNNING: not in completed
+        for t in completed + [current]:
+            if t.number not in keep:
+                (folder / kept_model_name(t.number)).unlink(missing_ok=True)
+
+    def _record_worker(self, trial: optuna.Trial) -> None:
+        if self.runtime.worker_pid is not None:
+            trial.set_user_attr(TrialKey.WORKER_PID, self.runtime.worker_pid)
+
+    @staticmethod
+    def _record_epochs(trial: optuna.Trial, log: EpochLog) -> None:
+        trial.set_user_attr(TrialKey.HISTORY, log.history)
+        trial.set_user_attr(TrialKey.EPOCH_SECONDS, log.epoch_seconds)
+        trial.set_user_attr(TrialKey.EPOCHS_RUN, len(log.epoch_seconds))
+        trial.set_user_attr(TrialKey.TRAIN_SECONDS, sum(log.epoch_seconds))
+
+    def _record_artifacts(self, trial, params, state, history, best_epoch, test_accuracy) -> None:
+        """The dashboard's learning curve and note; a failure here is reported, not fatal."""
+        if self.artifact_store is None:
+            return
+        from study.search.trial_notes import record_trial
+
+        label = trial.user_attrs.get(TrialKey.SEED_NAME, f"trial {trial.number}")
+        try:
+            record_trial(self.artifact_store, trial, params, state, history, best_epoch, test_accuracy, label)
+        except Exception as error:
+            print(f"warning: trial {trial.number}: artifacts not saved ({type(error).__name__}: {error})",
+                  file=sys.stderr, flush=True)
+
+    @staticmethod
+    def _is_new_best(trial: optuna.Trial, value: float) -> bool:
+        completed = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        return all(value > accuracy(t) for t in completed if t.number != trial.number)
+
+    def _save_best(self, trial: optuna.Trial, value: float, test_accuracy: float, params: dict) -> None:
+        """Have the runtime write the model; the trial's result stands even if it cannot."""
+        meta = {
+            "study_name": trial.study.study_name,
+            "trial_number": trial.number,
+            "validation_accuracy": value,
+            "test_accuracy": test_accuracy,
+            "params": params,
+            "class_names": list(self.setup.class_names),
+            "image_size": int(params.get("image_size", self.train.image_size)),
+            "train": {k: v for k, v in asdict(self.train).items() if k != "augment"},
+        }
+        try:
+            saved = self.runtime.save(str(self.model_path), str(self.meta_path), meta)
+        except Exception as error:
+            reason = f"{error}".splitlines()[0][:300] if isinstance(error, (TrialFailed, RuntimeError)) \
+                else f"{type(error).__name__}: {error}".splitlines()[0][:300]
+            trial.set_user_attr(TrialKey.SAVE_ERROR, reason)
+            print(f"warning: trial {trial.number}: best model not saved ({reason})", file=sys.stderr, flush=True)
+            return
+        if saved and self.artifact_store is not None:
+            from study.store.artifacts import upload_model
+
+            trial.set_user_attr(TrialKey.MODEL_ARTIFACT_ID, upload_model(self.artifact_store, trial, self.model_path))

@@ -1,0 +1,137 @@
+"""What a model costs: parameters (base and head), multiply-adds for one image, saved bytes, latency.
+
+Multiply-adds count the layers that dominate MobileNet's cost, as its paper does: standard
+and depthwise convolutions and dense layers. Batch normalisation (folded into the convolution
+when a model is converted for a phone), activations, pooling and rescaling are not counted.
+Latency is the median of repeated batch-1 calls on this machine after warm-up calls.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from study.store.record import CostKey
+
+LATENCY_WARMUP = 5
+LATENCY_REPEATS = 30
+
+
+def parameter_counts(model, base_prefix: str = "mobilenet") -> tuple[int, int, int]:
+    """(base, head, total) parameters: the base is the nested model named `base_prefix...` (Keras
+    names MobileNet `mobilenet_<alpha>_<size>`), the head everything else (a nested head too)."""
+    import keras
+
+    total = int(model.count_params())
+    base = sum(int(layer.count_params()) for layer in model.layers
+               if isinstance(layer, keras.Model) and layer.name.startswith(base_prefix))
+    return base, total - base, total
+
+
+def _shape(tensor) -> tuple[int, ...]:
+    return tuple(int(d) for d in tensor.shape[1:])
+
+
+def layer_multiply_adds(layer) -> int:
+    """Multiply-adds of one call of `layer` on one image (0 for layers that are not counted)."""
+    import keras
+
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        out = _shape(layer.output)
+        kh, kw = layer.kernel_size
+        in_channels = _shape(layer.input)[-1]
+        return out[0] * out[1] * kh * kw * in_channels * layer.depth_multiplier
+    if isinstance(layer, keras.layers.Conv2D):
+        out = _shape(layer.output)
+        kh, kw = layer.kernel_size
+        in_channels = _shape(layer.input)[-1]
+        return out[0] * out[1] * kh * kw * (in_channels // layer.groups) * out[-1]
+    if isinstance(layer, keras.layers.Dense):
+        in_shape = _shape(layer.input)
+        return math.prod(in_shape[:-1]) * in_shape[-1] * layer.units
+    return 0
+
+
+def multiply_adds(model) -> int:
+    """Multiply-adds for one image through `model`, nested models included."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += multiply_adds(layer)
+        else:
+            total += layer_multiply_adds(layer)
+    return int(total)
+
+
+def inference_copy(model):
+    """An uncompiled copy of `model` with its weights: what a deployed model holds.
+
+    Keras 3 saves an optimizer's state with a model (Adam: two values per trained weight),
+    also a nested compiled model's, such as a cached-mode head put on its base, even before
+    it trained; `clone_model` would share the optimizer. A copy made from the config, with
+    no compile settings, has none.
+    """
+    import keras
+
+    copy = keras.Model.from_config(_without_compile(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _without_compile(config):
+    """`config` with every nested model's compile settings dropped (a compiled nested model would
+    get a new optimizer, whose variables Keras saves too)."""
+    if isinstance(config, dict):
+        return {key: _without_compile(value) for key, value in config.items() if key != "compile_config"}
+    if isinstance(config, list):
+        return [_without_compile(value) for value in config]
+    return config
+
+
+def saved_bytes(model, keep: Path | None = None) -> int:
+    """The size of `model` saved as a `.keras` file: at `keep` (written atomically), or in a
+    temporary folder that is removed. Give it an inference copy (see `inference_copy`)."""
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        partial = keep.with_name(f".{keep.stem}.{os.getpid()}.partial.keras")
+        model.save(partial)
+        os.replace(partial, keep)
+        return keep.stat().st_size
+    with tempfile.TemporaryDirectory(prefix="study-size-") as folder:
+        path = Path(folder) / "model.keras"
+        model.save(path)
+        return path.stat().st_size
+
+
+def latency_ms(model, warmup: int = LATENCY_WARMUP, repeats: int = LATENCY_REPEATS) -> float:
+    """Median wall time of one batch-1 inference call, in milliseconds, after `warmup` calls."""
+    import numpy as np
+    import tensorflow as tf
+
+    shape = (1,) + _shape(model.inputs[0])
+    image = tf.constant(np.random.default_rng(0).uniform(0, 255, shape).astype("float32"))
+    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    for _ in range(warmup):
+        call(image).numpy()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call(image).numpy()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def measure_cost(model, keep: Path | None = None) -> dict:
+    """Every cost attribute of a model that takes images (see `study.store.record.COST_KEYS`), measured on its
+    inference copy; with `keep`, that copy stays saved there."""
+    model = inference_copy(model)
+    base, head, total = parameter_counts(model)
+    return {CostKey.PARAMS_BASE: base, CostKey.PARAMS_HEAD: head, CostKey.PARAMS_TOTAL: total,
+            CostKey.MACS: multiply_adds(model),
+            CostKey.MODEL_BYTES: saved_bytes(model, keep), CostKey.LATENCY_MS: latency_ms(model)}

@@ -1,0 +1,1 @@
+"""What is done with a study's winners: confirm them, evaluate them, export them."""
