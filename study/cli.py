@@ -7,6 +7,7 @@ Examples:
     python -m study run --data photos/ --space default --n-trials 30 --study-name food
     python -m study evaluate --data other-photos/ --study-name food --json --report reports/food-other
     python -m study confirm --study-name food --top 3 --seeds 3 --epochs 30 --patience 5 --holdout held-out/
+    python -m study ensemble --study-name food --top 3 --holdout held-out/
     python -m study report --study-name food
     python -m study dashboard --port 8080
     python -m study export --study-name food --format csv --out food.csv
@@ -83,8 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-trials", type=positive_int, help="the study's total trials (default: the space's n_trials)")
     run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     defaults = TrainConfig()
-    run.add_argument("--epochs", type=positive_int, default=defaults.epochs)
-    run.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    run.add_argument("--epochs", type=positive_int, default=defaults.epochs,
+                     help=f"epochs per trial ({defaults.epochs}); with --patience, the most")
+    run.add_argument("--patience", type=positive_int, metavar="P",
+                     help="stop a trial once P epochs brought no better validation accuracy (its best epoch "
+                          "is kept); recorded on the study, so a resume and confirm use it")
+    run.add_argument("--keep-top", type=positive_int, metavar="K",
+                     help="keep the models of the K most accurate trials, for `ensemble`")
+    run.add_argument("--batch-size", type=positive_int,
+                     help=f"default {defaults.batch_size}, or the space's when it declares batch_size")
     run.add_argument("--image-size", type=image_size, metavar="PX",
                      help=f"input size (default {defaults.image_size}, or the space's when it declares image_size)")
     run.add_argument("--alpha", type=float, choices=sorted(ALPHA_FILE_TAGS),
@@ -102,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--val-fraction", type=fraction, default=split.val_fraction)
     run.add_argument("--test-fraction", type=fraction, default=split.test_fraction)
     run.add_argument("--no-augment", action="store_true", help="train on the images as they are")
-    run.add_argument("--augment-strength", type=float, default=1.0,
-                     help="multiplies the default rotation (+-18 deg) and zoom (+-10%%)")
+    run.add_argument("--augment-strength", type=float,
+                     help="multiplies the default rotation (+-18 deg) and zoom (+-10%%) (default 1, or the "
+                          "space's when it declares augment_strength)")
     run.add_argument("--cached-augment-copies", type=int, default=0, metavar="N",
                      help="cached modes: augmented copies of the training set, computed once (0)")
     run.add_argument("--stage2-top", type=positive_int, default=RunConfig.stage2_top, metavar="K")
@@ -160,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
                               "scored on them, and the report compares the winner with the best of the seven "
                               "image by image")
 
+    ensemble = commands.add_parser("ensemble", help="average the probabilities of the K most accurate trials")
+    ensemble.add_argument("--study-name", required=True)
+    ensemble.add_argument("--storage")
+    ensemble.add_argument("--top", type=positive_int, default=3, metavar="K",
+                          help="members: the K most accurate trials, kept by run --keep-top (3)")
+    ensemble.add_argument("--holdout", type=Path, metavar="DIR",
+                          help="images the study never saw: the ensemble against the single best, image by image")
+    ensemble.add_argument("--batch-size", type=positive_int, default=32)
+
     compare = commands.add_parser("compare", help="best accuracy vs trials and wall time for two studies")
     compare.add_argument("studies", nargs=2, metavar="STUDY")
     compare.add_argument("--storage")
@@ -209,12 +227,17 @@ def run_command(args: argparse.Namespace) -> int:
         raise StudyError(f"--unfreeze-blocks: expected 0 to 13 (MobileNet has 13 blocks), got {args.unfreeze_blocks}")
     if args.cached_augment_copies < 0:
         raise StudyError(f"--cached-augment-copies: expected 0 or more, got {args.cached_augment_copies}")
-    if args.augment_strength < 0:
+    if args.augment_strength is not None and args.augment_strength < 0:
         raise StudyError(f"--augment-strength: expected a non-negative number, got {args.augment_strength}")
-    augment = AugmentConfig(enabled=not args.no_augment).scaled(args.augment_strength)
+    if args.patience is not None and args.patience >= args.epochs:
+        raise StudyError(f"--patience {args.patience} must be below --epochs {args.epochs}, "
+                         "or no trial could stop early")
+    strength = 1.0 if args.augment_strength is None else args.augment_strength
+    augment = AugmentConfig(enabled=not args.no_augment).scaled(strength)
     defaults = TrainConfig()
-    explicit = tuple(name for name in ("image_size", "alpha") if getattr(args, name) is not None)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+    explicit = tuple(name for name in ("image_size", "alpha", "batch_size", "augment_strength")
+                     if getattr(args, name) is not None)
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size or defaults.batch_size, patience=args.patience,
                         image_size=args.image_size or defaults.image_size,
                         alpha=args.alpha or defaults.alpha, weights=args.weights, mode=args.mode, augment=augment, seed=args.seed,
                         precision=args.precision, augment_copies=args.cached_augment_copies, jit=args.jit)
@@ -227,6 +250,7 @@ def run_command(args: argparse.Namespace) -> int:
         isolation=args.isolation, trials_per_worker=args.trials_per_worker,
         worker_memory_mb=args.worker_memory_limit, trial_timeout=args.trial_timeout,
         objectives=parse_objectives(args.objectives), explicit_flags=explicit, command_line=command_line(),
+        augment_strength=strength, keep_top=args.keep_top or 0,
     )
     if args.engine == "keras-tuner":
         if len(config.objectives) > 1:
@@ -269,6 +293,22 @@ def confirm_command(args: argparse.Namespace) -> int:
 
     return run_confirm(resolve_storage(args.storage), args.study_name, args.top, args.seeds, args.epochs,
                        args.patience, args.holdout)
+
+
+def ensemble_command(args: argparse.Namespace) -> int:
+    from study.store.storage import resolve_storage
+    from study.winners.ensemble import run_ensemble
+
+    result = run_ensemble(resolve_storage(args.storage), args.study_name, args.top, args.holdout, args.batch_size)
+    print(f"ensemble of {result['top']} (trials {', '.join(map(str, result['members']))}): test accuracy "
+          f"{result['test_accuracy']:.4f} on {result['test_images']} images; the best trial alone "
+          f"{result['best_test_accuracy']:.4f}")
+    if "holdout_accuracy" in result:
+        print(f"held-out: ensemble {result['holdout_accuracy']:.4f}, best trial {result['best_holdout_accuracy']:.4f} "
+              f"on {result['holdout_images']} images; lead {100 * result['lead']:+.2f} points, 95% interval "
+              f"[{100 * result['lead_low']:+.2f}, {100 * result['lead_high']:+.2f}], McNemar p = "
+              f"{result['mcnemar_p']:.3g}")
+    return 0
 
 
 def compare_command(args: argparse.Namespace) -> int:
@@ -330,7 +370,8 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": run_command, "evaluate": evaluate_command, "report": report_command,
-            "confirm": confirm_command, "compare": compare_command, "dashboard": dashboard_command, "export": export_command,
+            "confirm": confirm_command, "ensemble": ensemble_command,
+            "compare": compare_command, "dashboard": dashboard_command, "export": export_command,
             "export-model": export_model_command,
             "demo": demo_command}
 

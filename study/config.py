@@ -43,6 +43,7 @@ class TrainConfig:
     augment_copies: int = 0  # cached modes: augmented passes over the training set, computed once
     precision: str = "float32"  # "mixed" (float16 compute) roughly doubles speed on recent GPUs
     jit: bool = False  # XLA: opt-in, it made the first fit 2-3x slower on a CPU (benchmarks/gpu.py)
+    patience: int | None = None  # stop a trial after this many epochs without a better validation accuracy
 
 
 def train_config_from_record(record: dict) -> TrainConfig:
@@ -75,5 +76,7 @@ class RunConfig:
     trial_timeout: float | None = None  # seconds; a longer trial is ended and fails
     verbose: bool = False
     objectives: tuple[str, ...] = ("accuracy",)  # then costs to minimise: multi-objective (no pruning)
-    explicit_flags: tuple[str, ...] = ()  # "image_size" / "alpha" when given on the command line
+    explicit_flags: tuple[str, ...] = ()  # "image_size", "alpha", "batch_size", "augment_strength" when given
+    augment_strength: float = 1.0  # --augment-strength as given (train.augment is already scaled by it)
+    keep_top: int = 0  # keep the inference models of this many best trials (for `ensemble`)
     command_line: str = ""

@@ -34,7 +34,7 @@ from study.report.analysis import (
     state_counts,
 )
 from study.report.cost_section import cost_section
-from study.space.spec import MOBILENET_PARAMETERS, space_of_study
+from study.space.spec import MOBILENET_PARAMETERS, RECIPE_PARAMETERS, space_of_study
 from study.stats.budget import trial_still_improving
 from study.store.record import (
     KERAS_TUNER_SUFFIX,
@@ -113,8 +113,9 @@ def write_report(location: StorageLocation, study_name: str, out_dir: Path, show
 
     lines: list[str] = [f"# Study {md(study_name)}", ""]
     lines += summary_section(study_name, attrs, trials, epochs, location, confirm_trials)
-    lines += seven_section(trials)
-    lines += beyond_section(trials, space)
+    patience = attrs.get(StudyKey.TRAIN, {}).get("patience")
+    lines += seven_section(trials, patience)
+    lines += beyond_section(trials, space, patience)
     with plots.fonts_for(attrs.get(StudyKey.CLASS_NAMES, [])):
         lines += best_model_failures(location, study_name, trials, figures, folder, show_images)
         lines += cost_section(trials, attrs, figures, folder, study_name, location.display)
@@ -164,6 +165,9 @@ def summary_section(study_name, attrs, trials, epochs, location, confirm_trials=
         comparison = held_out_comparison(trials, confirm_trials)
         if comparison is not None:
             lines.append("- **On held-out photos**: " + held_out_sentence(comparison))
+    ensemble = attrs.get(StudyKey.ENSEMBLE)
+    if ensemble:
+        lines.append("- " + ensemble_sentence(ensemble))
     seven_trials = [t for t in trials if TrialKey.SEED_NAME in t.user_attrs and t.state == TrialState.COMPLETE]
     top = top_trials(trials, TOP_K)
     climbing_seven = sum(trial_still_improving(t) for t in seven_trials)
@@ -196,7 +200,18 @@ def improving_text(trial) -> str:
     return "**yes**" if trial_still_improving(trial) else "-"
 
 
-def seven_section(trials) -> list[str]:
+def value_text(value) -> str:
+    """A parameter's value in a table: floats to 3 significant digits."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def best_epoch_text(trial) -> str:
+    """`best / run` epochs of an early-stopped trial."""
+    a = trial.user_attrs
+    return f"{a.get(TrialKey.BEST_EPOCH, '-')} / {a.get(TrialKey.EPOCHS_RUN, '-')}"
+
+
+def seven_section(trials, patience: int | None = None) -> list[str]:
     rows = seven_rows(trials)
     lines = ["## The seven, reproduced", ""]
     if not rows:
@@ -206,8 +221,9 @@ def seven_section(trials) -> list[str]:
         "**The data differ** (the original used its own Korean food photos, trained far longer on a "
         "GPU, and reported test accuracy): compare the ranking, not the numbers.", "",
         "| Model | Hidden Layer | Dense Count | Learning Rate | Published accuracy | Published time | "
-        "Validation accuracy here | Test accuracy here | Time here | State | Still improving |",
-        "| :-- | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: |",
+        "Validation accuracy here | Test accuracy here | Time here | State | "
+        + ("Best / run epochs | " if patience else "") + "Still improving |",
+        "| :-- | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: | :-: |" + (" :-: |" if patience else ""),
     ]
     by_number = {t.number: t for t in trials}
     for r in rows:
@@ -215,26 +231,34 @@ def seven_section(trials) -> list[str]:
         lines.append(f"| **{md(r.name)}** | {r.head_depth} | {r.dense_units} | {r.learning_rate:g} | "
                      f"{pct(r.published_accuracy)} | {published_time} | {pct(r.val_accuracy)} | "
                      f"{pct(r.test_accuracy)} | {seconds_text(r.train_seconds)} | {r.state.lower()} | "
-                     f"{improving_text(by_number[r.trial_number])} |")
+                     + (f"{best_epoch_text(by_number[r.trial_number])} | " if patience else "")
+                     + f"{improving_text(by_number[r.trial_number])} |")
+    if patience:
+        epochs = f"{patience} epoch{'s' if patience != 1 else ''}"
+        lines += ["", f"Every trial trained until {epochs} in a row brought no better validation accuracy (or its "
+                  "epoch budget ran out) and kept its best epoch: *Best / run epochs*."]
     return lines + ["", STILL_IMPROVING_NOTE, ""]
 
 
-def beyond_section(trials, space) -> list[str]:
+def beyond_section(trials, space, patience: int | None = None) -> list[str]:
     lines = ["## Beyond the seven", ""]
     best = top_trials(trials, TOP_K)
     if not best:
         return lines + ["No searched trial (outside the seven) has completed yet.", ""]
-    mobilenet = [p.name for p in space.varied() if p.name in MOBILENET_PARAMETERS] if space is not None else []
+    shown = MOBILENET_PARAMETERS + RECIPE_PARAMETERS
+    extra = [p.name for p in space.varied() if p.name in shown] if space is not None else []
     lines += ["The best searched trials:", "",
-              "| Trial | " + "".join(f"{name.replace('_', ' ').capitalize()} | " for name in mobilenet)
-              + "Hidden layers | Dense units | Learning rate | Dropout | Validation | Test | Epochs | "
-              "Trainable parameters | Still improving |", "| :-: " * (10 + len(mobilenet)) + "|"]
+              "| Trial | " + "".join(f"{name.replace('_', ' ').capitalize()} | " for name in extra)
+              + "Hidden layers | Dense units | Learning rate | Dropout | Validation | Test | "
+              + ("Best / run epochs | " if patience else "Epochs | ")
+              + "Trainable parameters | Still improving |", "| :-: " * (10 + len(extra)) + "|"]
     for t in best:
         a = t.user_attrs
-        lines.append(f"| {t.number} | " + "".join(f"{param_value(t, name)} | " for name in mobilenet)
+        epochs = best_epoch_text(t) if patience else a.get(TrialKey.EPOCHS_RUN, '-')
+        lines.append(f"| {t.number} | " + "".join(f"{value_text(param_value(t, name))} | " for name in extra)
                      + f"{param_value(t, 'head_depth')} | {param_value(t, 'dense_units')} | "
                      f"{param_value(t, 'learning_rate'):.2e} | {param_value(t, 'dropout'):.2f} | {pct(accuracy(t))} | "
-                     f"{pct(a.get(TrialKey.TEST_ACCURACY))} | {a.get(TrialKey.EPOCHS_RUN, '-')} | "
+                     f"{pct(a.get(TrialKey.TEST_ACCURACY))} | {epochs} | "
                      f"{a.get(TrialKey.TRAINABLE_PARAMS, 0):,} | {improving_text(t)} |")
     lines.append("")
     overall = top_trials(trials, 1, include_seeds=True)[0]
@@ -373,6 +397,20 @@ def held_out_sentence(comparison) -> str:
             f"the reference): {VERDICT_WORDS[paired.verdict]}"
             + ("; McNemar's test, which sees only majority votes, does not reject equal accuracy at 5%, so the "
                "lead is small." if paired.verdict == "holds" and paired.p_value >= 0.05 else "."))
+
+
+def ensemble_sentence(ensemble: dict) -> str:
+    """The ensemble's line: its members as run (not retrained), beside the best trial alone."""
+    text = (f"**Ensemble of the {ensemble['top']} most accurate trials** (trials "
+            f"{', '.join(map(str, ensemble['members']))} as run, probabilities averaged, "
+            f"`python -m study ensemble`): test accuracy {pct(ensemble['test_accuracy'])} against "
+            f"{pct(ensemble['best_test_accuracy'])} for the best trial alone ({ensemble['test_images']} images)")
+    if "holdout_accuracy" not in ensemble:
+        return text + "."
+    return text + (f"; on {ensemble['holdout_images']} held-out photos {pct(ensemble['holdout_accuracy'])} against "
+                   f"{pct(ensemble['best_holdout_accuracy'])}, {100 * ensemble['lead']:+.2f} points for the ensemble, "
+                   f"95% bootstrap interval [{100 * ensemble['lead_low']:+.2f}, {100 * ensemble['lead_high']:+.2f}], "
+                   f"McNemar p = {ensemble['mcnemar_p']:.3g}.")
 
 
 def confirmation_section(trials, confirm_trials, study_name) -> list[str]:

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from study.config import RunConfig
 from study.data.images import load_splits, make_dataset
 from study.errors import SearchSpaceError, StudyError
-from study.space.spec import MOBILENET_PARAMETERS, SearchSpace, distribution, load_space, parse_space
+from study.space.spec import MOBILENET_PARAMETERS, RECIPE_PARAMETERS, SearchSpace, distribution, load_space, parse_space
 from study.store.record import KERAS_TUNER_SUFFIX, StudyKey, TrialKey
 from study.store.storage import check_writable, claim_single_writer, open_storage, resolve_storage, study_file_stem
 from study.trial.job import RunSetup
@@ -170,11 +170,11 @@ def run_keras_tuner(config: RunConfig, tuner_kind: str) -> int:
 
     train = config.train
     space = load_space(config.space)
-    searched = [p.name for p in space.parameters if p.name in MOBILENET_PARAMETERS]
+    searched = [p.name for p in space.parameters if p.name in MOBILENET_PARAMETERS + RECIPE_PARAMETERS]
     if searched:
         raise SearchSpaceError(f"{space.path}: params.{searched[0]}: the keras-tuner engine searches the head "
                                "only; use --engine optuna for spaces that declare "
-                               + ", ".join(MOBILENET_PARAMETERS))
+                               + ", ".join(MOBILENET_PARAMETERS + RECIPE_PARAMETERS))
     location = resolve_storage(config.storage)
     check_writable(location.files_dir)
     base_name = config.study_name or config.data_dir.resolve().name

@@ -29,7 +29,8 @@ class Objective:
 
     def __init__(self, space: SearchSpace, setup: RunSetup, runtime, model_path: Path, meta_path: Path,
                  artifact_store=None, trial_timeout: float | None = None, job_options: dict | None = None,
-                 live_line=None, objectives: tuple[str, ...] = ("accuracy",)):
+                 live_line=None, objectives: tuple[str, ...] = ("accuracy",), top_dir: Path | None = None,
+                 keep_top: int = 0):
         self.space = space
         self.setup = setup
         self.train = setup.train
@@ -41,6 +42,8 @@ class Objective:
         self.job_options = job_options or {}  # TrialJob fields: kind, unfreeze_blocks, lr_factor
         self.live_line = live_line  # progress.LiveTrialLine, or None
         self.objectives = objectives  # more than one: multi-objective, which Optuna cannot prune
+        self.top_dir = top_dir if keep_top > 0 else None  # where the models of the best `keep_top` trials stay
+        self.keep_top = keep_top
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         interrupts.raise_if_requested()
@@ -100,6 +103,8 @@ class Objective:
         trial.set_user_attr(TrialKey.PEAK_RSS_MB, result.peak_rss_mb)
         for key, value in result.extra_attrs.items():
             trial.set_user_attr(key, value)
+        if job.keep_model_dir and self.top_dir is not None:
+            self._keep_top_models(trial, Path(job.keep_model_dir), result)
         if job.keep_model_dir:
             self._keep_front_models(trial, Path(job.keep_model_dir), result)
         self._record_artifacts(trial, params, "COMPLETE", result.history, result.best_epoch, result.test_accuracy)
@@ -108,6 +113,28 @@ class Objective:
         if multi:
             return objective_values(self.objectives, result.best_val_accuracy, result.extra_attrs)
         return result.best_val_accuracy
+
+    def _keep_top_models(self, trial: optuna.Trial, kept_dir: Path, result) -> None:
+        """Copy this trial's kept model into the top folder if it is among the `keep_top` most
+        accurate trials, and delete the models of trials that no longer are."""
+        import shutil
+
+        from study.store.record import kept_model_name, top_trials
+
+        completed = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        current = optuna.trial.create_trial(value=result.best_val_accuracy)
+        current.number = trial.number
+        keep = {t.number for t in top_trials(completed + [current], self.keep_top, include_seeds=True)}
+        self.top_dir.mkdir(parents=True, exist_ok=True)
+        source = kept_dir / kept_model_name(trial.number)
+        if trial.number in keep and source.is_file():
+            # written under a temporary name, then renamed: a reader never sees half a model
+            partial = self.top_dir / (kept_model_name(trial.number) + ".partial")
+            shutil.copyfile(source, partial)
+            partial.replace(self.top_dir / kept_model_name(trial.number))
+        for t in completed + [current]:
+            if t.number not in keep:
+                (self.top_dir / kept_model_name(t.number)).unlink(missing_ok=True)
 
     @staticmethod
     def _keep_front_models(trial: optuna.Trial, folder: Path, result) -> None:

@@ -28,7 +28,7 @@ from study.errors import StorageError
 from study.search.objective import Objective
 from study.search.progress import LiveTrialLine, format_trial_line
 from study.space.objectives import OBJECTIVES, directions_of
-from study.space.spec import SearchSpace, apply_run_flags, load_space, seed_trial_params, values_of
+from study.space.spec import SearchSpace, apply_run_flags, check_recipe_fits, load_space, seed_trial_params, values_of
 from study.store.artifacts import artifact_store
 from study.store.record import (
     FEATURE_CACHE_DIR_NAME,
@@ -47,6 +47,7 @@ from study.store.storage import (
     front_models_dir,
     open_storage,
     resolve_storage,
+    top_models_dir,
 )
 from study.trial.devices import describe_devices
 from study.trial.job import RunSetup
@@ -209,12 +210,15 @@ def check_weights_file(weights: str) -> None:
         resolve_weights(weights, 1.0, 224)
 
 
-def settle_space(space: SearchSpace, train, explicit: tuple[str, ...]):
+def settle_space(space: SearchSpace, train, explicit: tuple[str, ...], augment_strength: float = 1.0):
     """The space and training settings of this run: flags reconciled with the space (see
     `apply_run_flags`), and the run's own image size and alpha taken from the space when it
     declares them (a fixed value, or its first choice). Returns (space, train, notes)."""
-    flags = {name: getattr(train, name) if name in explicit else None for name in ("image_size", "alpha")}
+    given = {"image_size": train.image_size, "alpha": train.alpha, "batch_size": train.batch_size,
+             "augment_strength": augment_strength}
+    flags = {name: value if name in explicit else None for name, value in given.items()}
     space, notes = apply_run_flags(space, flags, train.mode)
+    check_recipe_fits(space, train.epochs)
     train = replace(train, image_size=int(values_of(space, "image_size", train.image_size)[0]),
                     alpha=float(values_of(space, "alpha", train.alpha)[0]))
     return space, train, notes
@@ -272,7 +276,8 @@ def start_runtime(data, split, train, location, config_like, announce: bool = Tr
 
 def run_study(config: RunConfig) -> int:
     """Run (or resume) the study described by `config`; returns the process exit code."""
-    space, train, notes = settle_space(load_space(config.space), config.train, config.explicit_flags)
+    space, train, notes = settle_space(load_space(config.space), config.train, config.explicit_flags,
+                                       config.augment_strength)
     config = replace(config, train=train)
     for note in notes:
         print(note, flush=True)
@@ -293,6 +298,7 @@ def run_study(config: RunConfig) -> int:
                                                    shapes=space_shapes(space, train))
     try:
         study, storage = open_run_study(config, space, location, study_name, data, prepared)
+        config = replace(config, train=replace(train, patience=study_patience(study, train.patience)))
         optimize_to_total(config, space, location, study, storage, study_name, setup, runtime)
         print_summary(study, location, study_name)
         if train.mode == "two-stage":
@@ -307,6 +313,20 @@ def run_study(config: RunConfig) -> int:
     finally:
         runtime.close()
     return 0
+
+
+def study_patience(study: optuna.Study, given: int | None) -> int | None:
+    """The patience of this run: the one the study recorded unless another is given, which it refuses."""
+    if StudyKey.TRAIN not in study.user_attrs:  # a new study records the given one
+        return given
+    recorded = study.user_attrs[StudyKey.TRAIN].get("patience")
+    if given is not None and given != recorded:
+        raise StorageError(f"study '{study.study_name}' was run with "
+                           + (f"--patience {recorded}" if recorded else "no --patience")
+                           + f", not --patience {given}; use another --study-name")
+    if given is None and recorded:
+        print(f"patience: {recorded} epochs, as the study was run", flush=True)
+    return recorded if given is None else given
 
 
 def open_run_study(config: RunConfig, space: SearchSpace, location, study_name: str, data, prepared):
@@ -357,8 +377,10 @@ def optimize_to_total(config: RunConfig, space: SearchSpace, location, study, st
     model_path, meta_path = best_model_paths(location, study_name)
     objective = Objective(space, setup, runtime, model_path, meta_path, artifact_store=artifact_store(location),
                           trial_timeout=config.trial_timeout, live_line=LiveTrialLine(),
-                          objectives=config.objectives,
-                          job_options={"keep_model_dir": str(front_models_dir(location, study_name))})
+                          objectives=config.objectives, top_dir=top_models_dir(location, study_name),
+                          keep_top=config.keep_top,
+                          job_options={"keep_model_dir": str(front_models_dir(location, study_name)),
+                                       "patience": train.patience})
     announced = waiting_said = False
     can_wait = bool(config.heartbeat_seconds) and location.scheme not in ("sqlite", "journal")
     with interrupts.deferred():

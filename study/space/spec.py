@@ -39,9 +39,27 @@ PARAMETER_KINDS: dict[str, type] = {
     "image_size": int,
     "unfreeze_blocks": int,
     "alpha": float,
+    "label_smoothing": float,
+    "weight_decay": float,
+    "lr_schedule": str,
+    "warmup_epochs": int,
+    "augment_strength": float,
+    "batch_size": int,
+    "head_warmup_epochs": int,
+    "finetune_lr_ratio": float,
 }
 REQUIRED_PARAMETERS = ("head_depth", "dense_units", "learning_rate", "dropout")
 MOBILENET_PARAMETERS = ("pooling", "image_size", "unfreeze_blocks", "alpha")
+# The training recipe, each optional; left out, a trial trains as the seven did.
+RECIPE_PARAMETERS = ("label_smoothing", "weight_decay", "lr_schedule", "warmup_epochs", "augment_strength",
+                     "batch_size", "head_warmup_epochs", "finetune_lr_ratio")
+# The seven's value of each optional key: a seed that does not give one runs with it, so the
+# seven stay the reproduction (Flatten, the whole base trained, Adam at a constant rate, ...).
+SEVEN_SETTINGS = {"pooling": "flatten", "unfreeze_blocks": 13, "label_smoothing": 0.0, "weight_decay": 0.0,
+                  "lr_schedule": "constant", "warmup_epochs": 0, "augment_strength": 1.0, "batch_size": 32,
+                  "head_warmup_epochs": 0, "finetune_lr_ratio": 1.0}
+# Keys that need a base that trains (finetune mode), and what they are fixed at without one.
+BASE_TRAINING_PARAMETERS = {"head_warmup_epochs": 0, "finetune_lr_ratio": 1.0}
 PARAMETER_BOUNDS: dict[str, tuple[float, float]] = {
     "head_depth": (0, 64),
     "dense_units": (1, 1 << 20),
@@ -50,11 +68,24 @@ PARAMETER_BOUNDS: dict[str, tuple[float, float]] = {
     "image_size": (32, 1024),
     "unfreeze_blocks": (0, 13),
     "alpha": (0.25, 1.0),
+    "label_smoothing": (0.0, 0.999),
+    "weight_decay": (0.0, 1.0),
+    "warmup_epochs": (0, 10_000),
+    "augment_strength": (0.0, 10.0),
+    "batch_size": (1, 1 << 16),
+    "head_warmup_epochs": (0, 10_000),
+    "finetune_lr_ratio": (1e-6, 1.0),
 }
+# How a bound is said where "a value in [low, high]" would mislead (an open end).
+EXPECTED_VALUES = {"label_smoothing": "a smoothing in [0, 1)", "finetune_lr_ratio": "a ratio in (0, 1]",
+                   "batch_size": "a batch size of at least 1", "weight_decay": "a decay in [0, 1]",
+                   "warmup_epochs": "0 or more epochs", "head_warmup_epochs": "0 or more epochs",
+                   "augment_strength": "a strength in [0, 10]"}
 # Values outside a range: pooling and alpha are names of finite sets; image sizes are choices
 # because each one needs its own decoded images (and, in cached mode, its own features).
-ALLOWED_VALUES: dict[str, tuple] = {"pooling": ("flatten", "avg", "max"), "alpha": (0.25, 0.5, 0.75, 1.0)}
-CHOICES_ONLY = ("pooling", "image_size", "alpha")
+ALLOWED_VALUES: dict[str, tuple] = {"pooling": ("flatten", "avg", "max"), "alpha": (0.25, 0.5, 0.75, 1.0),
+                                   "lr_schedule": ("constant", "cosine")}
+CHOICES_ONLY = ("pooling", "image_size", "alpha", "lr_schedule")
 ROLES = ("scientific", "nuisance", "fixed")
 PARAM_KEYS = {"role", "type", "low", "high", "log", "step", "choices", "value", "note"}
 TOP_KEYS = {"description", "n_trials", "params", "seeds"}
@@ -240,7 +271,8 @@ def _parse_parameter(name: str, table: Any, fail) -> ParameterSpec:
         if not ok:
             raise fail(f"{key}.{field_name}", f"expected {'an integer' if value_type is int else 'a number'}, got {value!r}")
         if not lowest <= value <= highest:
-            raise fail(f"{key}.{field_name}", f"expected a value in [{lowest:g}, {highest:g}], got {value!r}")
+            expected = EXPECTED_VALUES.get(name, f"a value in [{lowest:g}, {highest:g}]")
+            raise fail(f"{key}.{field_name}", f"expected {expected}, got {value!r}")
         return value_type(value)
 
     if role == "fixed":
@@ -313,6 +345,11 @@ def _parse_seeds(seeds: Any, parameters: list[ParameterSpec], fail) -> tuple[See
         for spec in parameters:
             if spec.kind == "fixed":
                 params.setdefault(spec.name, spec.value)
+            elif spec.name in SEVEN_SETTINGS and spec.name not in params:
+                if not spec.contains(SEVEN_SETTINGS[spec.name]):
+                    raise fail(f"{label}.{spec.name}", f"the seven's value {SEVEN_SETTINGS[spec.name]!r} is outside "
+                               f"the space ({spec.describe()}): include it, or give the seed its own value")
+                params[spec.name] = SEVEN_SETTINGS[spec.name]
             elif spec.name not in params:
                 raise fail(f"{label}.{spec.name}", "missing: a seed gives every varied hyperparameter")
         accuracy = table.get("published_accuracy")
@@ -365,7 +402,8 @@ def seed_trial_params(space: SearchSpace, seed: SeedConfig) -> dict[str, Any]:
     return {spec.name: seed.params[spec.name] for spec in space.varied()}
 
 
-FLAG_NAMES = {"image_size": "--image-size", "alpha": "--alpha"}
+FLAG_NAMES = {"image_size": "--image-size", "alpha": "--alpha", "batch_size": "--batch-size",
+              "augment_strength": "--augment-strength"}
 
 
 def fix_parameter(space: SearchSpace, name: str, value: Any) -> SearchSpace:
@@ -404,7 +442,30 @@ def apply_run_flags(space: SearchSpace, flags: dict[str, Any], mode: str) -> tup
     if spec is not None and mode != "finetune" and not (spec.kind == "fixed" and spec.value == 0):
         space = fix_parameter(space, "unfreeze_blocks", 0)
         notes.append(f"mode {mode} trains no base block: unfreeze_blocks fixed at 0 for this run")
+    neutral = dict(BASE_TRAINING_PARAMETERS) if mode != "finetune" else {}
+    if mode in ("cached", "two-stage"):  # augmentation is baked into the cached features
+        strength = flags.get("augment_strength")
+        neutral["augment_strength"] = SEVEN_SETTINGS["augment_strength"] if strength is None else strength
+    for name, value in neutral.items():
+        spec = declared.get(name)
+        if spec is not None and not (spec.kind == "fixed" and spec.value == value):
+            space = fix_parameter(space, name, value)
+            why = "trains no base" if name in BASE_TRAINING_PARAMETERS else "trains on cached features"
+            notes.append(f"mode {mode} {why}: {name} fixed at {value:g} for this run")
     return space, notes
+
+
+def check_recipe_fits(space: SearchSpace, epochs: int) -> None:
+    """Refuse warm-ups that leave no epoch after them (SearchSpaceError naming file, key, value)."""
+    for name in ("warmup_epochs", "head_warmup_epochs"):
+        spec = next((p for p in space.parameters if p.name == name), None)
+        if spec is None:
+            continue
+        longest = max(spec.choices) if spec.kind == "categorical" else spec.value if spec.kind == "fixed" \
+            else spec.high
+        if longest >= epochs:
+            raise SearchSpaceError(f"{space.path}: params.{name}: {longest:g} warm-up epochs do not fit an epoch "
+                                   f"budget of {epochs} (expected fewer warm-up epochs than --epochs)")
 
 
 def values_of(space: SearchSpace, name: str, default: Any) -> tuple:
@@ -424,5 +485,13 @@ def space_of_study(attrs: dict) -> SearchSpace:
     space = parse_space(attrs[StudyKey.SPACE_TEXT],
                         f"{attrs.get(StudyKey.SPACE_NAME, 'space')}.toml (stored in the study)")
     train = attrs.get(StudyKey.TRAIN, {})
-    flags = {name: train.get(name) for name in attrs.get(StudyKey.EXPLICIT_FLAGS, ())}
+    recorded = dict(train, augment_strength=augment_strength_of(train.get("augment", {})))
+    flags = {name: recorded.get(name) for name in attrs.get(StudyKey.EXPLICIT_FLAGS, ())}
     return apply_run_flags(space, flags, train.get("mode", "finetune"))[0]
+
+
+def augment_strength_of(augment: dict) -> float:
+    """The `--augment-strength` a recorded AugmentConfig was scaled by."""
+    from study.config import AugmentConfig
+
+    return round(augment.get("rotation", AugmentConfig.rotation) / AugmentConfig.rotation, 9)

@@ -44,6 +44,7 @@ class StudyKey:
     COMMAND_LINES = "command_lines"  # every run command that added trials, in order
     ENGINE = "engine"  # Keras Tuner studies: "keras-tuner <tuner>"
     EXPORTS = "exports"  # export-model's measured results, by `export_key`
+    ENSEMBLE = "ensemble"  # the latest `ensemble` command's measured results
 
 
 class TrialKey:
@@ -117,6 +118,7 @@ BEST_MODEL_SUFFIX = ".best.keras"
 BEST_META_SUFFIX = ".best.json"
 PREDICTIONS_SUFFIX = ".predictions.npz"  # after the model's name without `.keras`
 FRONT_DIR_SUFFIX = ".front"
+TOP_DIR_SUFFIX = ".top"  # run --keep-top K: the K most accurate trials' models, for `ensemble`
 
 
 def confirm_study_name(study_name: str) -> str:

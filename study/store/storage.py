@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from study.errors import StorageError
+from study.store.record import BEST_META_SUFFIX, BEST_MODEL_SUFFIX, FRONT_DIR_SUFFIX, TOP_DIR_SUFFIX
 
 DEFAULT_STORAGE = "sqlite:///study.db"  # embedded, needs no server; one worker at a time
 SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
@@ -230,10 +231,15 @@ def study_file_stem(study_name: str) -> str:
 
 def front_models_dir(location: StorageLocation, study_name: str) -> Path:
     """Where the models of a study's front trials are kept (`trial-<K>.keras`)."""
-    return location.files_dir / f"{study_file_stem(study_name)}.front"
+    return location.files_dir / f"{study_file_stem(study_name)}{FRONT_DIR_SUFFIX}"
+
+
+def top_models_dir(location: StorageLocation, study_name: str) -> Path:
+    """Where `run --keep-top K` keeps the models of the K most accurate trials (`trial-<K>.keras`)."""
+    return location.files_dir / f"{study_file_stem(study_name)}{TOP_DIR_SUFFIX}"
 
 
 def best_model_paths(location: StorageLocation, study_name: str) -> tuple[Path, Path]:
     """(model .keras, metadata .json) paths of a study's best model."""
     stem = study_file_stem(study_name)
-    return location.files_dir / f"{stem}.best.keras", location.files_dir / f"{stem}.best.json"
+    return location.files_dir / f"{stem}{BEST_MODEL_SUFFIX}", location.files_dir / f"{stem}{BEST_META_SUFFIX}"

@@ -84,7 +84,8 @@ def make_epoch_callback(log: EpochLog, on_epoch: Callable[[int, EpochLog], None]
 def fit_best_epoch(model, train_data, val_data, epochs: int, *,
                    on_epoch: Callable[[int, EpochLog], None] | None = None,
                    log: EpochLog | None = None, verbose: int = 0,
-                   on_batch: Callable[[], None] | None = None, patience: int | None = None) -> FitResult:
+                   on_batch: Callable[[], None] | None = None, patience: int | None = None,
+                   switch_after: int = 0, switch: Callable[[], None] | None = None) -> FitResult:
     """Train for `epochs`, then restore the weights of the epoch with the best validation accuracy.
 
     Args:
@@ -93,18 +94,48 @@ def fit_best_epoch(model, train_data, val_data, epochs: int, *,
         on_epoch: called as on_epoch(epoch, log) after each epoch; may raise to stop training.
         log: where epochs are recorded (pass one to read it after an exception).
         on_batch: called after every training batch; may raise to stop training.
+        switch_after, switch: after `switch_after` epochs, call `switch()` (a head warm-up's end:
+            it unfreezes the base and compiles again) and train on to `epochs`.
     """
-    import keras
-
     log = log if log is not None else EpochLog()
-    best = keras.callbacks.EarlyStopping(
-        monitor="val_accuracy", mode="max", patience=epochs, restore_best_weights=True
-    )
+    best = BestWeights()
+    # `best` snapshots the weights before `on_epoch` can act on the model.
+    callbacks = [best, make_epoch_callback(log, on_epoch, on_batch, patience)]
     started = time.perf_counter()
-    model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=verbose, shuffle=False,
-              # `best` snapshots the weights before `on_epoch` can act on the model.
-              callbacks=[best, make_epoch_callback(log, on_epoch, on_batch, patience)])
+    first = switch_after if switch is not None and 0 < switch_after < epochs else epochs
+    model.fit(train_data, validation_data=val_data, epochs=first, verbose=verbose, shuffle=False,
+              callbacks=callbacks)
+    if first < epochs and not model.stop_training:
+        switch()
+        model.fit(train_data, validation_data=val_data, initial_epoch=first, epochs=epochs, verbose=verbose,
+                  shuffle=False, callbacks=callbacks)
+    best.restore()
     train_seconds = time.perf_counter() - started
     val_accuracy = log.history["val_accuracy"]
-    best_index = max(range(len(val_accuracy)), key=lambda i: val_accuracy[i])
+    best_index = max(range(len(val_accuracy)), key=lambda i: (val_accuracy[i], -i))  # the first best
     return FitResult(log.history, log.epoch_seconds, train_seconds, best_index + 1, val_accuracy[best_index])
+
+
+def BestWeights():
+    """A callback that keeps the weights of the epoch with the best validation accuracy (the first
+    of equals) across several `fit` calls; `restore()` puts them back."""
+    import keras
+
+    class Keeper(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.best_value = -math.inf
+            self.saved: list | None = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            value = (logs or {}).get("val_accuracy", -math.inf)
+            if value > self.best_value:
+                self.best_value = value
+                # (variable, value) pairs: a base unfrozen between fits reorders trainable_weights
+                self.saved = [(variable, variable.numpy()) for variable in self.model.weights]
+
+        def restore(self) -> None:
+            for variable, value in self.saved or ():
+                variable.assign(value)
+
+    return Keeper()

@@ -11,6 +11,7 @@ runtime both call these, so the two isolation modes train identically.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import resource
 import sys
@@ -24,6 +25,7 @@ from study.store.record import TrialKey, kept_model_name
 from study.trial.cost import inference_copy, measure_cost
 from study.trial.fit import EpochLog, fit_best_epoch
 from study.trial.model import count_params
+from study.trial.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -228,12 +230,16 @@ class TrialTrainer:
         keras.utils.set_random_seed(job.seed)
         self.setup, self.job = setup, job
         extra = {}
+        (train_data, val_data, test_data), steps_per_epoch = self._datasets(setup, job)
+        recipe = Recipe.from_params(job.params)
+        switch = None
         if job.kind == "stage2":
             model, extra[TrialKey.HEAD_ONLY_VAL_ACCURACY] = self._stage2_model(setup, job)
         else:
-            model = self._search_model(setup, job.params)
+            model = self._search_model(setup, job.params, steps_per_epoch)
+            if recipe.head_warmup_epochs and setup.train.mode == "finetune":
+                switch = self._unfreezer(setup, job.params, model, steps_per_epoch)
         hooks.on_built(*count_params(model))
-        train_data, val_data, test_data = self._datasets(setup, job)
         deadline = time.monotonic() + job.timeout if job.timeout else None
 
         def after_batch() -> None:
@@ -244,7 +250,8 @@ class TrialTrainer:
 
         result = fit_best_epoch(model, train_data, val_data, setup.train.epochs, on_epoch=hooks.on_epoch,
                                 log=log, verbose=2 if setup.verbose else 0, patience=job.patience,
-                                on_batch=after_batch if on_batch is not None or deadline is not None else None)
+                                on_batch=after_batch if on_batch is not None or deadline is not None else None,
+                                switch_after=recipe.head_warmup_epochs, switch=switch)
         _, test_accuracy = model.evaluate(test_data, verbose=0)
         self.model = model
         keep = Path(job.keep_model_dir) / kept_model_name(job.number) if job.keep_model_dir else None
@@ -277,24 +284,39 @@ class TrialTrainer:
             self._feature_dirs[shape] = str(load_features(setup, *shape).folder)
         return self._feature_dirs[shape]
 
-    def _search_model(self, setup: RunSetup, params: dict):
+    def _search_model(self, setup: RunSetup, params: dict, steps_per_epoch: int = 1):
         from study.trial.model import MOBILENET_BLOCKS, build_head, build_model
 
         train = setup.train
         alpha, image_size = setup.shape_of(params)
+        recipe = Recipe.from_params(params)
         if setup.uses_features:
             x, _ = self.arrays(self.features_dir(setup, params))
             return build_head(feature_shape=tuple(x["train"].shape[1:]), n_classes=len(setup.class_names),
                               head_depth=params["head_depth"], dense_units=params["dense_units"],
                               dropout=params["dropout"], learning_rate=params["learning_rate"], jit=train.jit,
-                              pooling=params.get("pooling", "flatten"))
+                              pooling=params.get("pooling", "flatten"), recipe=recipe,
+                              steps_per_epoch=steps_per_epoch, epochs=train.epochs)
         return build_model(
             n_classes=len(setup.class_names), image_size=image_size, alpha=alpha,
             weights=weights_for(setup, alpha, image_size), mode=train.mode, precision=train.precision, jit=train.jit,
             head_depth=params["head_depth"], dense_units=params["dense_units"], dropout=params["dropout"],
             learning_rate=params["learning_rate"], pooling=params.get("pooling", "flatten"),
-            unfreeze_blocks=params.get("unfreeze_blocks", MOBILENET_BLOCKS),
+            unfreeze_blocks=params.get("unfreeze_blocks", MOBILENET_BLOCKS), recipe=recipe,
+            steps_per_epoch=steps_per_epoch, epochs=train.epochs,
         )
+
+    @staticmethod
+    def _unfreezer(setup: RunSetup, params: dict, model, steps_per_epoch: int):
+        """What ends a head warm-up: the base's blocks join training, at the fine-tuning rate."""
+        from study.trial.model import MOBILENET_BLOCKS, unfreeze_base
+
+        def switch() -> None:
+            unfreeze_base(model, params.get("unfreeze_blocks", MOBILENET_BLOCKS), params["learning_rate"],
+                          Recipe.from_params(params), n_classes=len(setup.class_names),
+                          steps_per_epoch=steps_per_epoch, epochs=setup.train.epochs, jit=setup.train.jit)
+
+        return switch
 
     def _stage2_model(self, setup: RunSetup, job: TrialJob):
         """The head retrained on features (cheap), then put on a base whose top blocks train."""
@@ -316,17 +338,21 @@ class TrialTrainer:
         return model, head_fit.best_val_accuracy
 
     def _datasets(self, setup: RunSetup, job: TrialJob):
-        """Train / validation / test pipelines: cached features, or images (augmented for training)."""
+        """Train / validation / test pipelines (cached features, or images augmented for training),
+        and the training steps per epoch. A trial's own batch size and augmentation strength,
+        when the space searches them, replace the run's."""
         from study.data.images import make_dataset
 
-        batch = setup.train.batch_size
+        batch = batch_size_of(setup, job.params)
         if setup.uses_features and job.kind == "search":
             x, y = self.arrays(self.features_dir(setup, job.params))
-            return (make_dataset(x["train"], y["train"], batch, shuffle=True, seed=job.seed),
+            augment = None
+        else:
+            x, y = self.arrays(setup.images_dir_for(setup.shape_of(job.params)[1]))
+            augment = augment_of(setup, job.params)
+        datasets = (make_dataset(x["train"], y["train"], batch, shuffle=True, augment=augment, seed=job.seed),
                     make_dataset(x["val"], y["val"], batch), make_dataset(x["test"], y["test"], batch))
-        x, y = self.arrays(setup.images_dir_for(setup.shape_of(job.params)[1]))
-        return (make_dataset(x["train"], y["train"], batch, shuffle=True, augment=setup.train.augment, seed=job.seed),
-                make_dataset(x["val"], y["val"], batch), make_dataset(x["test"], y["test"], batch))
+        return datasets, math.ceil(len(y["train"]) / batch)
 
     def save(self, model_path: str, meta_path: str, meta: dict) -> bool:
         """Save the last trial's model as the study's best (see `study.store.best_model.save_best_model`)."""
@@ -354,6 +380,20 @@ class TrialTrainer:
         probabilities = self.model.predict(make_dataset(inputs["test"], labels["test"], setup.train.batch_size),
                                            verbose=0)
         return make_predictions(list(setup.class_names), labels["test"], probabilities, images["test"])
+
+
+def batch_size_of(setup: RunSetup, params: dict) -> int:
+    """A trial's batch size: its own when the space searches it, else the run's."""
+    return int(params.get("batch_size", setup.train.batch_size))
+
+
+def augment_of(setup: RunSetup, params: dict):
+    """A trial's augmentation: the run's, or the default one scaled by the trial's strength."""
+    from study.config import AugmentConfig
+
+    if "augment_strength" not in params:
+        return setup.train.augment
+    return AugmentConfig(enabled=setup.train.augment.enabled).scaled(float(params["augment_strength"]))
 
 
 def image_model(setup: RunSetup, job: TrialJob, model):

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from study.errors import WeightsError
+from study.trial.recipe import Recipe, make_loss, make_optimizer, make_schedule
 
 MODES = ("finetune", "frozen", "cached", "two-stage")
 POOLINGS = ("flatten", "avg", "max")  # how the base's feature map reaches the head; the original's is flatten
@@ -124,7 +125,8 @@ def build_base(image_size: int, alpha: float, weights: str | None):
 def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str | None,
                 head_depth: int, dense_units: int, dropout: float, learning_rate: float,
                 mode: str = "finetune", precision: str = "float32", jit: bool = False, pooling: str = "flatten",
-                unfreeze_blocks: int = MOBILENET_BLOCKS):
+                unfreeze_blocks: int = MOBILENET_BLOCKS, recipe: Recipe | None = None, steps_per_epoch: int = 1,
+                epochs: int = 1):
     """MobileNet -> Flatten (or pooling) -> head_depth x (Dense + Dropout) -> softmax, compiled with Adam.
 
     Args:
@@ -134,15 +136,19 @@ def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str |
         unfreeze_blocks: finetune mode: how many of MobileNet's top blocks train (13: all, the original).
         precision: "float32", or "mixed" for float16 compute with float32 weights (GPU).
         jit: compile the training step with XLA (opt-in: measure it, see benchmarks/gpu.py).
+        recipe: loss smoothing, weight decay and learning-rate schedule (default: the seven's,
+            plain Adam at a constant rate); the schedule spans `epochs` of `steps_per_epoch`.
+            With a head warm-up, the base starts frozen: `unfreeze_base` lets it train later.
     Returns:
         A compiled `keras.Model` taking (image_size, image_size, 3) pixels in 0-255.
     """
     import keras
 
     keras.mixed_precision.set_global_policy("mixed_float16" if precision == "mixed" else "float32")
+    recipe = recipe or Recipe()
     base = build_base(image_size, alpha, weights)
-    # "frozen" (and the cached modes) train the head only
-    set_trainable_blocks(base, unfreeze_blocks if mode == "finetune" else 0)
+    # "frozen" (and the cached modes) train the head only, as does a head warm-up at first
+    set_trainable_blocks(base, unfreeze_blocks if mode == "finetune" and not recipe.head_warmup_epochs else 0)
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="to_minus1_1")(inputs)
     if weights is not None:
@@ -161,7 +167,8 @@ def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str |
     outputs = add_head(x, n_classes=n_classes, head_depth=head_depth, dense_units=dense_units, dropout=dropout,
                        pooling=pooling)
     model = keras.Model(inputs, outputs, name=f"mobilenet_F_{head_depth}xD{dense_units}")
-    return compile_adam(model, learning_rate, jit)
+    return compile_recipe(model, learning_rate, recipe, n_classes=n_classes, steps_per_epoch=steps_per_epoch,
+                          epochs=epochs, jit=jit)
 
 
 def add_head(x, *, n_classes: int, head_depth: int, dense_units: int, dropout: float, pooling: str = "flatten"):
@@ -182,26 +189,54 @@ def add_head(x, *, n_classes: int, head_depth: int, dense_units: int, dropout: f
 
 
 def compile_adam(model, learning_rate: float, jit: bool = False):
-    import keras
+    """Compile with the original's recipe: Adam at a constant rate, plain cross-entropy."""
+    return compile_recipe(model, learning_rate, Recipe(), n_classes=0, jit=jit)
 
+
+def compile_recipe(model, learning_rate: float, recipe: Recipe, *, n_classes: int, steps_per_epoch: int = 1,
+                   epochs: int = 1, jit: bool = False, scale: float = 1.0, offset_epochs: int = 0):
+    """Compile `model` for `recipe`: its loss, optimizer and schedule (times `scale`, starting
+    `offset_epochs` into the budget: the fine-tuning phase after a head warm-up)."""
+    schedule = make_schedule(learning_rate, recipe, steps_per_epoch=steps_per_epoch, epochs=epochs, scale=scale,
+                             offset_steps=offset_epochs * steps_per_epoch)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss="sparse_categorical_crossentropy",
+        optimizer=make_optimizer(schedule, recipe.weight_decay),
+        loss=make_loss(n_classes, recipe.label_smoothing),
         metrics=["accuracy"],
         jit_compile=jit,  # explicit: Keras' "auto" may change its mind between versions
     )
     return model
 
 
+def base_of(model):
+    """The MobileNet nested in a model built here."""
+    import keras
+
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
+def unfreeze_base(model, unfreeze_blocks: int, learning_rate: float, recipe: Recipe, *, n_classes: int,
+                  steps_per_epoch: int, epochs: int, jit: bool = False):
+    """After a head warm-up: let the base's top blocks train and compile again, the rate now
+    times `finetune_lr_ratio` and the schedule resumed where the warm-up left it."""
+    set_trainable_blocks(base_of(model), unfreeze_blocks)
+    return compile_recipe(model, learning_rate, recipe, n_classes=n_classes, steps_per_epoch=steps_per_epoch,
+                          epochs=epochs, jit=jit, scale=recipe.finetune_lr_ratio,
+                          offset_epochs=recipe.head_warmup_epochs)
+
+
 def build_head(*, feature_shape: tuple[int, ...], n_classes: int, head_depth: int, dense_units: int,
-               dropout: float, learning_rate: float, jit: bool = False, pooling: str = "flatten"):
-    """The head alone, on cached base outputs of `feature_shape`, compiled with Adam."""
+               dropout: float, learning_rate: float, jit: bool = False, pooling: str = "flatten",
+               recipe: Recipe | None = None, steps_per_epoch: int = 1, epochs: int = 1):
+    """The head alone, on cached base outputs of `feature_shape`, compiled with Adam (or `recipe`)."""
     import keras
 
     inputs = keras.Input(feature_shape, name="base_features")
     outputs = add_head(inputs, n_classes=n_classes, head_depth=head_depth, dense_units=dense_units,
                        dropout=dropout, pooling=pooling)
-    return compile_adam(keras.Model(inputs, outputs, name=f"head_{head_depth}xD{dense_units}"), learning_rate, jit)
+    model = keras.Model(inputs, outputs, name=f"head_{head_depth}xD{dense_units}")
+    return compile_recipe(model, learning_rate, recipe or Recipe(), n_classes=n_classes,
+                          steps_per_epoch=steps_per_epoch, epochs=epochs, jit=jit)
 
 
 def with_base(head, *, image_size: int, alpha: float, weights: str | None, learning_rate: float,

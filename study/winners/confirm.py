@@ -69,6 +69,8 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
     train = train_config_from(attrs)
     if epochs is not None:
         train = replace(train, epochs=epochs)
+    if patience is None:  # the study's own early stopping, if it ran with one
+        patience = train.patience
     if patience is not None and patience >= train.epochs:
         raise StudyError(f"--patience {patience} must be below the epoch budget ({train.epochs}), "
                          "or no run could stop early")
