@@ -353,3 +353,41 @@ def holdout_runs_of(confirm_trials: Sequence[FrozenTrial], trial_number: int) ->
     """Per-image held-out correctness (0/1) of each completed confirmation run of one search trial."""
     return [t.user_attrs[TrialKey.HOLDOUT_CORRECT] for t in confirm_trials if t.state == TrialState.COMPLETE
             and t.user_attrs.get(TrialKey.CONFIRM_OF) == trial_number and TrialKey.HOLDOUT_CORRECT in t.user_attrs]
+
+
+class WinningSetting(NamedTuple):
+    """What the best trials chose for one hyperparameter, against the rest."""
+
+    name: str
+    importance: float
+    best_count: int  # trials in the best group
+    best_text: str  # "cosine in 5 of 6" or "median 3.1e-04"
+    rest_text: str  # the same for the other completed trials
+
+
+def _setting_text(values: list) -> str:
+    if not values:
+        return "-"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and len(set(values)) > 2:
+        return f"median {float(np.median(values)):.4g}"
+    common = max(sorted(set(map(str, values))), key=lambda v: [str(x) for x in values].count(v))
+    return f"{common} in {[str(x) for x in values].count(common)} of {len(values)}"
+
+
+def winning_settings(trials: Sequence[FrozenTrial], importances: dict[str, float], score,
+                     share: float = 0.25, limit: int = 5) -> list[WinningSetting]:
+    """For the `limit` most important hyperparameters: their values in the best `share` of the
+    completed trials (by `score`, higher is better; at least 2 trials) against the others."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and score(t) is not None]
+    if len(done) < 4:
+        return []
+    ranked = sorted(done, key=lambda t: (-score(t), t.number))
+    cut = max(2, math.ceil(share * len(ranked)))
+    best, rest = ranked[:cut], ranked[cut:]
+    settings = []
+    for name, importance in sorted(importances.items(), key=lambda item: -item[1])[:limit]:
+        best_values = [param_value(t, name) for t in best if param_value(t, name) is not None]
+        rest_values = [param_value(t, name) for t in rest if param_value(t, name) is not None]
+        settings.append(WinningSetting(name, float(importance), len(best), _setting_text(best_values),
+                                       _setting_text(rest_values)))
+    return settings

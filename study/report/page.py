@@ -32,8 +32,10 @@ from study.report.analysis import (
     runs_of,
     seven_rows,
     state_counts,
+    winning_settings,
 )
 from study.report.cost_section import cost_section
+from study.space.objectives import OBJECTIVES
 from study.space.spec import MOBILENET_PARAMETERS, RECIPE_PARAMETERS, space_of_study
 from study.stats.budget import trial_still_improving
 from study.store.record import (
@@ -325,12 +327,49 @@ def figures_section(study, trials, space, figures: Path, folder: Path) -> list[s
     lines += ["### Hyperparameter importances", ""]
     lines += link(importances, "parameter importances") if importances else [
         "Not computable yet (too few completed trials with varied hyperparameters).", ""]
+    if importances:
+        lines += importance_lines(study, trials)
     if space is not None:
         lines += ["### Accuracy against each varied hyperparameter", ""]
         for spec in space.varied():
             path = plots.axis_plot(trials, spec.name, spec.log, figures / f"axis_{spec.name}.png")
             lines += link(path, f"accuracy against {spec.name}")
     return lines
+
+
+def importance_lines(study, trials) -> list[str]:
+    """What decided each objective (PED-ANOVA) and which settings the best quarter of trials chose."""
+    objectives = study.user_attrs.get(StudyKey.OBJECTIVES, ["accuracy"])
+    targets = [("validation accuracy", 0, 1)] + [(OBJECTIVES[name].metric if name in OBJECTIVES else name, index, -1)
+                                                 for index, name in enumerate(objectives) if index > 0]
+    lines = []
+    for label, index, sign in targets:
+        importances = ped_anova_importances(study, index, sign)
+        settings = winning_settings(trials, importances, lambda t, i=index, s=sign: s * t.values[i] if t.values
+                                    else None)
+        if not settings:
+            continue
+        best_word = "most accurate" if sign > 0 else "cheapest"
+        lines.append(f"Importance for {label}: " + ", ".join(f"`{s.name}` {s.importance:.2f}" for s in settings)
+                     + f". What the {best_word} quarter of the trials ({settings[0].best_count}) chose, against the "
+                     "rest:")
+        lines += [f"- `{s.name}`: {s.best_text} (the rest: {s.rest_text})." for s in settings]
+        lines.append("")
+    return lines
+
+
+def ped_anova_importances(study, index: int, sign: int) -> dict[str, float]:
+    """Optuna's PED-ANOVA importances for one objective (it minimises its target); {} if not computable."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                target=lambda t: -sign * t.values[index])
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return {}
 
 
 def reflection_section(trials, space) -> list[str]:
