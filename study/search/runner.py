@@ -298,7 +298,10 @@ def run_study(config: RunConfig) -> int:
                                                    shapes=space_shapes(space, train))
     try:
         study, storage = open_run_study(config, space, location, study_name, data, prepared)
-        config = replace(config, train=replace(train, patience=study_patience(study, train.patience)))
+        patience = study_patience(study, train.patience)
+        if patience != train.patience:
+            print(f"patience: {patience} epochs, as the study was run", flush=True)
+        config = replace(config, train=replace(train, patience=patience))
         optimize_to_total(config, space, location, study, storage, study_name, setup, runtime)
         print_summary(study, location, study_name)
         if train.mode == "two-stage":
@@ -324,8 +327,6 @@ def study_patience(study: optuna.Study, given: int | None) -> int | None:
         raise StorageError(f"study '{study.study_name}' was run with "
                            + (f"--patience {recorded}" if recorded else "no --patience")
                            + f", not --patience {given}; use another --study-name")
-    if given is None and recorded:
-        print(f"patience: {recorded} epochs, as the study was run", flush=True)
     return recorded if given is None else given
 
 
@@ -346,6 +347,7 @@ def open_run_study(config: RunConfig, space: SearchSpace, location, study_name: 
         raise StorageError(f"study '{study_name}': {error}; use the study's --objectives or another "
                            "--study-name") from None
     check_resumable(study, space, data, train, config.objectives)
+    study_patience(study, train.patience)  # refused here, before this run leaves a trace on the study
     if not study.user_attrs:
         for key, value in study_attrs(config, space, data, prepared).items():
             study.set_user_attr(key, value)

@@ -325,9 +325,9 @@ class TrialTrainer:
         from study.data.images import make_dataset
         from study.trial.model import with_base
 
-        params, batch = job.params, setup.train.batch_size
-        head = self._search_model(setup, params)
+        params, batch = job.params, batch_size_of(setup, job.params)
         x, y = self.arrays(self.features_dir(setup, params))
+        head = self._search_model(setup, params, math.ceil(len(y["train"]) / batch))
         head_fit = fit_best_epoch(head, make_dataset(x["train"], y["train"], batch, shuffle=True, seed=setup.train.seed),
                                   make_dataset(x["val"], y["val"], batch), setup.train.epochs)
         keras.utils.set_random_seed(setup.train.seed)

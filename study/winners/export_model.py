@@ -174,7 +174,7 @@ def retrain(location, attrs: dict, train, space, trial, params: dict, data):
     setup, runtime, _, _ = start_runtime(data, split, train, location, RunConfig(data_dir=data.root, isolation="none"),
                                          announce=False, shapes=space_shapes(space, train))
     try:
-        job = TrialJob(trial.number, params, train.seed + trial.number)
+        job = TrialJob(trial.number, params, train.seed + trial.number, patience=train.patience)
         result = runtime.run(setup, job, TrialHooks(), EpochLog())
         print(f"trial {trial.number}: validation accuracy {result.best_val_accuracy:.4f}, test accuracy "
               f"{result.test_accuracy:.4f} (the study's: {trial.values[0]:.4f}, "
