@@ -365,10 +365,11 @@ class WinningSetting(NamedTuple):
     rest_text: str  # the same for the other completed trials
 
 
-def _setting_text(values: list) -> str:
+def _setting_text(values: list, numeric: bool) -> str:
+    """The median of a numeric parameter's values, else its most common value and how often."""
     if not values:
         return "-"
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and len(set(values)) > 2:
+    if numeric:
         return f"median {float(np.median(values)):.4g}"
     common = max(sorted(set(map(str, values))), key=lambda v: [str(x) for x in values].count(v))
     return f"{common} in {[str(x) for x in values].count(common)} of {len(values)}"
@@ -385,9 +386,14 @@ def winning_settings(trials: Sequence[FrozenTrial], importances: dict[str, float
     cut = max(2, math.ceil(share * len(ranked)))
     best, rest = ranked[:cut], ranked[cut:]
     settings = []
-    for name, importance in sorted(importances.items(), key=lambda item: -item[1])[:limit]:
+    # Equal importances in name order: Optuna's dict order of ties follows string hashing, which
+    # differs between processes.
+    for name, importance in sorted(importances.items(), key=lambda item: (-item[1], item[0]))[:limit]:
         best_values = [param_value(t, name) for t in best if param_value(t, name) is not None]
         rest_values = [param_value(t, name) for t in rest if param_value(t, name) is not None]
-        settings.append(WinningSetting(name, float(importance), len(best), _setting_text(best_values),
-                                       _setting_text(rest_values)))
+        every = best_values + rest_values
+        # a number with few values (choices such as 0 / 1e-4) reads better as counts than as a median
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in every) and len(set(every)) > 2
+        settings.append(WinningSetting(name, float(importance), len(best), _setting_text(best_values, numeric),
+                                       _setting_text(rest_values, numeric)))
     return settings

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import optuna
 import pytest
-from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from study.report.analysis import (
@@ -206,3 +206,23 @@ def test_engine_rows_compare_at_the_shorter_wall_time():
     slow = best_so_far([timed(0.6, 0, 50), timed(0.9, 50, 300)])
     rows = comparison_rows({"a": fast, "b": slow})
     assert rows == [("a", 2, 100.0, 0.8, 0.8), ("b", 2, 300.0, 0.9, 0.6)]
+
+
+def test_winning_settings_rank_by_importance_then_name_and_compare_the_best_quarter_with_the_rest():
+    from study.report.analysis import winning_settings
+
+    trials = [create_trial(value=value, params={"lr_schedule": schedule, "head_depth": depth},
+                           distributions={"lr_schedule": CategoricalDistribution(["constant", "cosine"]),
+                                          "head_depth": IntDistribution(1, 5)})
+              for value, schedule, depth in [(0.9, "cosine", 1), (0.8, "cosine", 2), (0.5, "constant", 3),
+                                             (0.4, "constant", 4), (0.3, "cosine", 5), (0.2, "constant", 5),
+                                             (0.1, "constant", 5), (0.0, "constant", 5)]]
+    for number, trial in enumerate(trials):
+        trial.number = number
+    settings = winning_settings(trials, {"lr_schedule": 0.4, "head_depth": 0.4, "dropout": 0.2},
+                                lambda t: t.values[0], limit=2)
+    assert [s.name for s in settings] == ["head_depth", "lr_schedule"]  # a tie: in name order
+    assert settings[1].best_count == 2 and settings[1].best_text == "cosine in 2 of 2"
+    assert settings[1].rest_text == "constant in 5 of 6"
+    assert settings[0].best_text == "median 1.5" and settings[0].rest_text == "median 5"
+    assert winning_settings(trials[:3], {"head_depth": 1.0}, lambda t: t.values[0]) == []  # too few trials

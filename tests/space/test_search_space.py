@@ -97,7 +97,7 @@ def test_a_missing_hyperparameter_is_named():
 
 
 def test_unknown_space_name_lists_the_known_ones():
-    with pytest.raises(SearchSpaceError, match="default, demo, mobile, seed"):
+    with pytest.raises(SearchSpaceError, match="default, demo, mobile, recipe, seed"):
         load_space("nonexistent")
 
 
