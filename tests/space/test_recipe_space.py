@@ -7,30 +7,14 @@ import pytest
 from study.errors import SearchSpaceError
 from study.space.spec import SEVEN_SETTINGS, apply_run_flags, check_recipe_fits, load_space, parse_space
 from tests.commands import study_cli
-from tests.conftest import write_class_images
+from tests.conftest import SMALL_SPACE, write_class_images
 
-HEAD = """
-n_trials = 4
-[params.head_depth]
-role = "scientific"
-low = 1
-high = 3
-[params.dense_units]
-role = "fixed"
-value = 32
-[params.learning_rate]
-role = "scientific"
-low = 1e-4
-high = 1e-2
-log = true
-[params.dropout]
-role = "fixed"
-value = 0.5
-"""
+HEAD = "n_trials = 4\n" + SMALL_SPACE
 SEED = """
 [[seeds]]
 name = "first"
 head_depth = 2
+dense_units = 16
 learning_rate = 1e-3
 """
 
