@@ -220,14 +220,22 @@ def check_trainable(decoded: DecodedFolder, split: SplitConfig) -> None:
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, *,
-                 shuffle: bool = False, augment: AugmentConfig | None = None, seed: int = 0):
-    """A batched, prefetched tf.data pipeline over decoded arrays; augmentation only if given."""
+                 shuffle: bool = False, augment: AugmentConfig | None = None, seed: int = 0,
+                 endless: bool = False):
+    """A batched, prefetched tf.data pipeline over decoded arrays; augmentation only if given.
+
+    `endless`: the examples repeat without end (reshuffled each pass) in batches of exactly
+    `batch_size`, so a train step sees one batch shape and traces once; give `fit` its steps
+    per epoch (`steps_per_epoch`). Each pass's last few examples open the next pass's batch.
+    """
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    if endless:
+        dataset = dataset.repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=endless)
     augmenter = make_augmenter(augment, seed) if augment is not None else None
     if augmenter is not None:
         dataset = dataset.map(lambda x, y: (augmenter(tf.cast(x, tf.float32), training=True), y))
@@ -237,6 +245,11 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, *,
     # tf.data's autotuner thread can make fit() return seconds late and distort timings.
     options.autotune.enabled = False
     return dataset.prefetch(2).with_options(options)
+
+
+def steps_per_epoch(examples: int, batch_size: int) -> int:
+    """Training steps that show each of `examples` once per epoch on average (at least one)."""
+    return max(1, -(-examples // batch_size))
 
 
 def make_augmenter(augment: AugmentConfig, seed: int):

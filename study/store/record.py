@@ -64,6 +64,9 @@ class TrialKey:
     HISTORY = "history"  # per-epoch metrics: {"accuracy": [...], "val_accuracy": [...], ...}
     EPOCH_SECONDS = "epoch_seconds"
     EPOCHS_RUN = "epochs_run"
+    # Where a trial's time went outside its epochs, in seconds: {"data": ..., "build": ..., ...}
+    # (see study.trial.job.PHASES); trials made before it was recorded have none.
+    PHASE_SECONDS = "phase_seconds"
     SAVE_ERROR = "save_error"
     MODEL_ARTIFACT_ID = "model_artifact_id"
     HEAD_ONLY_VAL_ACCURACY = "head_only_val_accuracy"  # two-stage, stage 2: before the base was unfrozen
@@ -101,7 +104,7 @@ COST_LABELS = {CostKey.MACS: "multiply-adds", CostKey.MODEL_BYTES: "model size",
                CostKey.LATENCY_MS: "latency"}
 # A confirmation run's budget: runs with another budget are another comparison.
 BUDGET_KEYS = (TrialKey.CONFIRM_EPOCHS, TrialKey.CONFIRM_PATIENCE, TrialKey.HOLDOUT_FINGERPRINT)
-LONG_KEYS = (TrialKey.HISTORY, TrialKey.EPOCH_SECONDS)  # per-epoch lists
+LONG_KEYS = (TrialKey.HISTORY, TrialKey.EPOCH_SECONDS, TrialKey.PHASE_SECONDS)  # lists and dicts: no table column
 FIXED_PARAMS_SYSTEM_KEY = "fixed_params"  # Optuna's own system attr of an enqueued trial
 
 # Studies that live beside a study, named after it.

@@ -3,23 +3,19 @@
 Multiply-adds count the layers that dominate MobileNet's cost, as its paper does: standard
 and depthwise convolutions and dense layers. Batch normalisation (folded into the convolution
 when a model is converted for a phone), activations, pooling and rescaling are not counted.
-Latency is the median of repeated batch-1 calls on this machine after warm-up calls.
+Latency is the median of repeated batch-1 calls on this machine after warm-up calls
+(see `study.trial.inference.Predictor.latency_ms`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
+from typing import Callable
 
 from study.store.record import CostKey
-
-LATENCY_WARMUP = 5
-LATENCY_REPEATS = 30
-
 
 def parameter_counts(model, base_prefix: str = "mobilenet") -> tuple[int, int, int]:
     """(base, head, total) parameters: the base is the nested model named `base_prefix...` (Keras
@@ -109,29 +105,16 @@ def saved_bytes(model, keep: Path | None = None) -> int:
         return path.stat().st_size
 
 
-def latency_ms(model, warmup: int = LATENCY_WARMUP, repeats: int = LATENCY_REPEATS) -> float:
-    """Median wall time of one batch-1 inference call, in milliseconds, after `warmup` calls."""
-    import numpy as np
-    import tensorflow as tf
+def measure_cost(model, keep: Path | None = None, latency: Callable[[], float] | None = None) -> dict:
+    """Every cost attribute of a model that takes images (see `study.store.record.COST_KEYS`),
+    measured on its inference copy; with `keep`, that copy stays saved there. `latency`
+    measures the batch-1 latency in milliseconds (default: a `Predictor` of the copy)."""
+    copy = inference_copy(model)
+    base, head, total = parameter_counts(copy)
+    if latency is None:
+        from study.trial.inference import Predictor
 
-    shape = (1,) + _shape(model.inputs[0])
-    image = tf.constant(np.random.default_rng(0).uniform(0, 255, shape).astype("float32"))
-    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    for _ in range(warmup):
-        call(image).numpy()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call(image).numpy()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
-
-
-def measure_cost(model, keep: Path | None = None) -> dict:
-    """Every cost attribute of a model that takes images (see `study.store.record.COST_KEYS`), measured on its
-    inference copy; with `keep`, that copy stays saved there."""
-    model = inference_copy(model)
-    base, head, total = parameter_counts(model)
+        latency = Predictor(copy).latency_ms
     return {CostKey.PARAMS_BASE: base, CostKey.PARAMS_HEAD: head, CostKey.PARAMS_TOTAL: total,
-            CostKey.MACS: multiply_adds(model),
-            CostKey.MODEL_BYTES: saved_bytes(model, keep), CostKey.LATENCY_MS: latency_ms(model)}
+            CostKey.MACS: multiply_adds(copy), CostKey.MODEL_BYTES: saved_bytes(copy, keep),
+            CostKey.LATENCY_MS: latency()}

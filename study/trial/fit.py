@@ -81,7 +81,8 @@ def make_epoch_callback(log: EpochLog, on_epoch: Callable[[int, EpochLog], None]
     return EpochRecorder()
 
 
-def fit_best_epoch(model, train_data, val_data, epochs: int, *,
+def fit_best_epoch(model, train_data, validate: Callable[[], tuple[float, float]], epochs: int, *,
+                   steps_per_epoch: int | None = None,
                    on_epoch: Callable[[int, EpochLog], None] | None = None,
                    log: EpochLog | None = None, verbose: int = 0,
                    on_batch: Callable[[], None] | None = None, patience: int | None = None,
@@ -89,6 +90,10 @@ def fit_best_epoch(model, train_data, val_data, epochs: int, *,
     """Train for `epochs`, then restore the weights of the epoch with the best validation accuracy.
 
     Args:
+        train_data: training batches; an endless one (all batches the same shape, so the train
+            step traces once) needs `steps_per_epoch`.
+        validate: returns (validation accuracy, validation loss) of the model as it is now;
+            called after each epoch (see `study.trial.inference.Predictor`).
         patience: stop early once this many epochs in a row brought no better validation
             accuracy (None: always train all `epochs`).
         on_epoch: called as on_epoch(epoch, log) after each epoch; may raise to stop training.
@@ -99,21 +104,34 @@ def fit_best_epoch(model, train_data, val_data, epochs: int, *,
     """
     log = log if log is not None else EpochLog()
     best = BestWeights()
-    # `best` snapshots the weights before `on_epoch` can act on the model.
-    callbacks = [best, make_epoch_callback(log, on_epoch, on_batch, patience)]
+    # The validation scores enter the epoch's logs first; `best` snapshots the weights before
+    # `on_epoch` can act on the model.
+    callbacks = [validation_callback(validate), best, make_epoch_callback(log, on_epoch, on_batch, patience)]
     started = time.perf_counter()
     first = switch_after if switch is not None and 0 < switch_after < epochs else epochs
-    model.fit(train_data, validation_data=val_data, epochs=first, verbose=verbose, shuffle=False,
+    model.fit(train_data, epochs=first, steps_per_epoch=steps_per_epoch, verbose=verbose, shuffle=False,
               callbacks=callbacks)
     if first < epochs and not model.stop_training:
         switch()
-        model.fit(train_data, validation_data=val_data, initial_epoch=first, epochs=epochs, verbose=verbose,
-                  shuffle=False, callbacks=callbacks)
+        model.fit(train_data, initial_epoch=first, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                  verbose=verbose, shuffle=False, callbacks=callbacks)
     best.restore()
     train_seconds = time.perf_counter() - started
     val_accuracy = log.history["val_accuracy"]
     best_index = max(range(len(val_accuracy)), key=lambda i: (val_accuracy[i], -i))  # the first best
     return FitResult(log.history, log.epoch_seconds, train_seconds, best_index + 1, val_accuracy[best_index])
+
+
+def validation_callback(validate: Callable[[], tuple[float, float]]):
+    """A Keras callback that adds `val_accuracy` and `val_loss` from `validate()` to each epoch's logs."""
+    import keras
+
+    class Validation(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["val_accuracy"], logs["val_loss"] = validate()
+
+    return Validation()
 
 
 def BestWeights():

@@ -16,6 +16,7 @@ import os
 import resource
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -109,6 +110,21 @@ class TrialResult:
     extra_attrs: dict = field(default_factory=dict)
 
 
+class PhaseClock:
+    """Seconds spent in each named phase of a trial outside its epochs: `with clock("build"): ...`."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
 @dataclass
 class TrialHooks:
     """What a trial tells its caller while it trains; each hook may raise to stop the trial."""
@@ -199,6 +215,7 @@ class TrialTrainer:
         self._arrays: dict[str, tuple] = {}
         self._feature_dirs: dict[tuple[float, int], str] = {}
         self.model = None
+        self.test_probabilities = None  # the last trial's, kept for `save`
         self.setup: RunSetup | None = None
         self.job: TrialJob | None = None
 
@@ -213,6 +230,7 @@ class TrialTrainer:
     def release(self) -> None:
         """Drop the last trial's model (after it was saved, or before the next trial)."""
         self.model = None
+        self.test_probabilities = None
         self.job = None
 
     def run(self, setup: RunSetup, job: TrialJob, hooks: TrialHooks, log: EpochLog,
@@ -224,23 +242,31 @@ class TrialTrainer:
         """
         import keras
 
-        self.release()
-        keras.backend.clear_session()
-        gc.collect()
-        keras.utils.set_random_seed(job.seed)
+        from study.trial.inference import Predictor, accuracy_and_loss
+
+        phases = PhaseClock()
+        with phases("start"):
+            self.release()
+            keras.backend.clear_session()
+            gc.collect()
+            keras.utils.set_random_seed(job.seed)
         self.setup, self.job = setup, job
         extra = {}
-        (train_data, val_data, test_data), steps_per_epoch = self._datasets(setup, job)
+        with phases("data"):
+            train_data, steps_per_epoch, (x, y) = self._datasets(setup, job)
         recipe = Recipe.from_params(job.params)
         switch = None
-        if job.kind == "stage2":
-            model, extra[TrialKey.HEAD_ONLY_VAL_ACCURACY] = self._stage2_model(setup, job)
-        else:
-            model = self._search_model(setup, job.params, steps_per_epoch)
-            if recipe.head_warmup_epochs and setup.train.mode == "finetune":
-                switch = self._unfreezer(setup, job.params, model, steps_per_epoch)
+        with phases("build"):
+            if job.kind == "stage2":
+                model, extra[TrialKey.HEAD_ONLY_VAL_ACCURACY] = self._stage2_model(setup, job)
+            else:
+                model = self._search_model(setup, job.params, steps_per_epoch)
+                if recipe.head_warmup_epochs and setup.train.mode == "finetune":
+                    switch = self._unfreezer(setup, job.params, model, steps_per_epoch)
+            predictor = Predictor(model)
         hooks.on_built(*count_params(model))
         deadline = time.monotonic() + job.timeout if job.timeout else None
+        batch = batch_size_of(setup, job.params)
 
         def after_batch() -> None:
             if on_batch is not None:
@@ -248,31 +274,36 @@ class TrialTrainer:
             if deadline is not None and time.monotonic() > deadline:
                 raise TrialTimedOut(f"timed out after {job.timeout:g} s")
 
-        result = fit_best_epoch(model, train_data, val_data, setup.train.epochs, on_epoch=hooks.on_epoch,
-                                log=log, verbose=2 if setup.verbose else 0, patience=job.patience,
+        result = fit_best_epoch(model, train_data, predictor.scorer(x["val"], y["val"], batch), setup.train.epochs, steps_per_epoch=steps_per_epoch,
+                                on_epoch=hooks.on_epoch, log=log, verbose=2 if setup.verbose else 0,
+                                patience=job.patience,
                                 on_batch=after_batch if on_batch is not None or deadline is not None else None,
                                 switch_after=recipe.head_warmup_epochs, switch=switch)
-        _, test_accuracy = model.evaluate(test_data, verbose=0)
+        with phases("test"):
+            self.test_probabilities = predictor.probabilities(x["test"], batch)
+            test_accuracy, _ = accuracy_and_loss(self.test_probabilities, y["test"])
         self.model = model
         keep = Path(job.keep_model_dir) / kept_model_name(job.number) if job.keep_model_dir else None
-        images_model = image_model(setup, job, model)  # a cached-mode head gets its base once, for both
-        extra.update(measure_cost(images_model, keep))
+        with phases("cost"):
+            images_model = image_model(setup, job, model)  # a cached-mode head gets its base once, for both
+            images_predictor = predictor if images_model is model else Predictor(images_model)
+            extra.update(measure_cost(images_model, keep, latency=images_predictor.latency_ms))
         if job.holdout_dir:
-            extra.update(self._score_holdout(setup, images_model, Path(job.holdout_dir)))
+            with phases("holdout"):
+                extra.update(self._score_holdout(images_predictor, batch, Path(job.holdout_dir)))
+        extra[TrialKey.PHASE_SECONDS] = phases.seconds
         return TrialResult(result.history, result.epoch_seconds, result.train_seconds, result.best_epoch,
                            result.best_val_accuracy, float(test_accuracy), peak_rss_mb(), current_rss_mb(), extra)
 
-    def _score_holdout(self, setup: RunSetup, model, folder: Path) -> dict:
+    @staticmethod
+    def _score_holdout(predictor, batch_size: int, folder: Path) -> dict:
         """Accuracy and per-image correctness (0/1, in the folder's order) of a model that takes
         images, on held-out images."""
         import numpy as np
 
-        from study.data.images import make_dataset
-
         x = np.load(folder / "x.npy", mmap_mode="r")
         y = np.load(folder / "y.npy")
-        probabilities = model.predict(make_dataset(x, y, setup.train.batch_size), verbose=0)
-        correct = (probabilities.argmax(axis=1) == y).astype(int)
+        correct = (predictor.probabilities(x, batch_size).argmax(axis=1) == y).astype(int)
         return {TrialKey.HOLDOUT_ACCURACY: float(correct.mean()), TrialKey.HOLDOUT_CORRECT: correct.tolist()}
 
     def features_dir(self, setup: RunSetup, params: dict) -> str:
@@ -322,14 +353,19 @@ class TrialTrainer:
         """The head retrained on features (cheap), then put on a base whose top blocks train."""
         import keras
 
-        from study.data.images import make_dataset
+        from study.data.images import make_dataset, steps_per_epoch
+        from study.trial.inference import Predictor
         from study.trial.model import with_base
 
         params, batch = job.params, batch_size_of(setup, job.params)
         x, y = self.arrays(self.features_dir(setup, params))
-        head = self._search_model(setup, params, math.ceil(len(y["train"]) / batch))
-        head_fit = fit_best_epoch(head, make_dataset(x["train"], y["train"], batch, shuffle=True, seed=setup.train.seed),
-                                  make_dataset(x["val"], y["val"], batch), setup.train.epochs)
+        steps = steps_per_epoch(len(y["train"]), batch)
+        head = self._search_model(setup, params, steps)
+        head_predictor = Predictor(head)
+        head_fit = fit_best_epoch(
+            head, make_dataset(x["train"], y["train"], batch, shuffle=True, seed=setup.train.seed, endless=True),
+            head_predictor.scorer(x["val"], y["val"], batch), setup.train.epochs,
+            steps_per_epoch=steps)
         keras.utils.set_random_seed(setup.train.seed)
         alpha, image_size = setup.shape_of(params)
         model = with_base(head, image_size=image_size, alpha=alpha,
@@ -338,10 +374,11 @@ class TrialTrainer:
         return model, head_fit.best_val_accuracy
 
     def _datasets(self, setup: RunSetup, job: TrialJob):
-        """Train / validation / test pipelines (cached features, or images augmented for training),
-        and the training steps per epoch. A trial's own batch size and augmentation strength,
-        when the space searches them, replace the run's."""
-        from study.data.images import make_dataset
+        """The endless training pipeline (cached features, or images augmented for training), its
+        steps per epoch, and the (x, y) arrays of every split, which validation and test read
+        directly. A trial's own batch size and augmentation strength, when the space searches
+        them, replace the run's."""
+        from study.data.images import make_dataset, steps_per_epoch
 
         batch = batch_size_of(setup, job.params)
         if setup.uses_features and job.kind == "search":
@@ -350,9 +387,8 @@ class TrialTrainer:
         else:
             x, y = self.arrays(setup.images_dir_for(setup.shape_of(job.params)[1]))
             augment = augment_of(setup, job.params)
-        datasets = (make_dataset(x["train"], y["train"], batch, shuffle=True, augment=augment, seed=job.seed),
-                    make_dataset(x["val"], y["val"], batch), make_dataset(x["test"], y["test"], batch))
-        return datasets, math.ceil(len(y["train"]) / batch)
+        train = make_dataset(x["train"], y["train"], batch, shuffle=True, augment=augment, seed=job.seed, endless=True)
+        return train, steps_per_epoch(len(y["train"]), batch), (x, y)
 
     def save(self, model_path: str, meta_path: str, meta: dict) -> bool:
         """Save the last trial's model as the study's best (see `study.store.best_model.save_best_model`)."""
@@ -369,17 +405,11 @@ class TrialTrainer:
 
     def test_predictions(self):
         """The last trial's class probabilities on the test split, with thumbnails of its mistakes."""
-        from study.data.images import make_dataset
         from study.store.predictions import make_predictions
 
         setup, job = self.setup, self.job
         images, labels = self.arrays(setup.images_dir_for(setup.shape_of(job.params)[1]))
-        inputs = images
-        if setup.uses_features and job.kind == "search":
-            inputs, _ = self.arrays(self.features_dir(setup, job.params))
-        probabilities = self.model.predict(make_dataset(inputs["test"], labels["test"], setup.train.batch_size),
-                                           verbose=0)
-        return make_predictions(list(setup.class_names), labels["test"], probabilities, images["test"])
+        return make_predictions(list(setup.class_names), labels["test"], self.test_probabilities, images["test"])
 
 
 def batch_size_of(setup: RunSetup, params: dict) -> int:

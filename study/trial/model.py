@@ -205,7 +205,34 @@ def compile_recipe(model, learning_rate: float, recipe: Recipe, *, n_classes: in
         metrics=["accuracy"],
         jit_compile=jit,  # explicit: Keras' "auto" may change its mind between versions
     )
+    build_training_state(model)
     return model
+
+
+def build_training_state(model) -> None:
+    """Create the optimizer's and the metrics' variables of a compiled model now.
+
+    Keras creates them inside the first trace of the train step when no distribution
+    strategy is set, and TensorFlow traces a function again whenever its first trace
+    created variables: every trial paid for its train step's trace twice (measured by
+    benchmarks/trial_overhead.py). This is Keras' own up-front build (`_symbolic_build`)
+    without its symbolic pass through the whole model, which the metrics do not need.
+    """
+    import keras
+
+    model.optimizer.build(model.trainable_variables)
+    try:
+        from keras.src.backend import compute_output_spec
+    except ImportError:  # a Keras without it: the train step traces twice, as before
+        return
+    metrics, loss = getattr(model, "_compile_metrics", None), getattr(model, "_compile_loss", None)
+    x = keras.KerasTensor((1,) + tuple(model.inputs[0].shape[1:]), "float32")
+    y = keras.KerasTensor((1,), "int32")
+    y_pred = keras.KerasTensor((1,) + tuple(model.outputs[0].shape[1:]), "float32")
+    if metrics is not None and not metrics.built:
+        compute_output_spec(model.compute_metrics, x, y, y_pred, sample_weight=None)
+    if loss is not None and not loss.built:
+        compute_output_spec(model._compute_loss, x, y, y_pred, sample_weight=None, training=False)
 
 
 def base_of(model):

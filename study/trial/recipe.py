@@ -106,12 +106,50 @@ def _schedule_class():
 
 
 def make_optimizer(learning_rate, weight_decay: float = 0.0):
-    """Adam (the original's), or AdamW with decoupled weight decay when `weight_decay` > 0."""
+    """Adam (the original's), or AdamW with decoupled weight decay when `weight_decay` > 0.
+
+    Under TensorFlow both update each weight with TensorFlow's fused Adam kernel (the same
+    arithmetic as Keras' Adam): Keras' update is about ten small operations per weight, and
+    tracing them for MobileNet's ~170 weights was a third of each trial's fixed cost.
+    """
     import keras
 
+    adam, adamw = _fused_classes() if keras.backend.backend() == "tensorflow" else (
+        keras.optimizers.Adam, keras.optimizers.AdamW)
     if weight_decay > 0:
-        return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
-    return keras.optimizers.Adam(learning_rate=learning_rate)
+        return adamw(learning_rate=learning_rate, weight_decay=weight_decay)
+    return adam(learning_rate=learning_rate)
+
+
+@functools.cache
+def _fused_classes():
+    """Adam and AdamW whose per-weight update is one `ResourceApplyAdam` (TensorFlow only)."""
+    import keras
+    import tensorflow as tf
+
+    def update_step(self, gradient, variable, learning_rate):
+        if isinstance(gradient, tf.IndexedSlices) or self.amsgrad:
+            return super(type(self), self).update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        index = self._get_variable_index(variable)
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._momentums[index].value.handle, v=self._velocities[index].value.handle,
+            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
+
+    @keras.saving.register_keras_serializable(package="study")
+    class FusedAdam(keras.optimizers.Adam):
+        pass
+
+    @keras.saving.register_keras_serializable(package="study")
+    class FusedAdamW(keras.optimizers.AdamW):
+        pass
+
+    FusedAdam.update_step = update_step
+    FusedAdamW.update_step = update_step
+    return FusedAdam, FusedAdamW
 
 
 def make_loss(n_classes: int, label_smoothing: float = 0.0):

@@ -10,7 +10,8 @@ import pytest
 from study.config import SplitConfig
 from study.data.images import load_splits, make_dataset
 from study.trial.fit import fit_best_epoch
-from study.trial.recipe import Recipe, learning_rate_factor
+from study.trial.inference import Predictor
+from study.trial.recipe import Recipe, learning_rate_factor, make_schedule
 
 
 @pytest.fixture
@@ -79,14 +80,45 @@ def test_label_smoothing_changes_the_loss_to_smoothed_targets():
 
 
 def test_weight_decay_shrinks_the_weights():
+    import keras
+
     x, y = features()
     norms = {}
     for decay in (0.0, 0.2):
         model = dense_model(Recipe(weight_decay=decay), learning_rate=0.001)
-        assert type(model.optimizer).__name__ == ("AdamW" if decay else "Adam")
+        assert isinstance(model.optimizer, keras.optimizers.AdamW if decay else keras.optimizers.Adam)
+        assert isinstance(model.optimizer, keras.optimizers.AdamW) == bool(decay)
         model.fit(x, y, batch_size=8, epochs=3, verbose=0)
         norms[decay] = sum(float(np.square(w).sum()) for w in model.get_weights())
     assert norms[0.2] < norms[0.0]
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.05])
+def test_the_fused_adam_update_is_keras_adam(decay):
+    """The trial's optimizer (one fused kernel per weight) moves every weight as Keras' Adam or
+    AdamW does, step after step, with a schedule."""
+    import keras
+
+    from study.trial.recipe import make_optimizer
+
+    x, y = features()
+    recipe = Recipe(lr_schedule="cosine", warmup_epochs=1)
+    weights = {}
+    for fused in (True, False):
+        model = dense_model(recipe, learning_rate=0.01)
+        schedule = make_schedule(0.01, recipe, steps_per_epoch=3, epochs=4)
+        if fused:
+            optimizer = make_optimizer(schedule, decay)
+            assert type(optimizer).__name__.startswith("Fused")
+        else:
+            optimizer = (keras.optimizers.AdamW(learning_rate=schedule, weight_decay=decay) if decay
+                         else keras.optimizers.Adam(learning_rate=schedule))
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0)
+        weights[fused] = model.get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(weights[True], dense_model(recipe, learning_rate=0.01).get_weights()))
+    for fused_weight, keras_weight in zip(weights[True], weights[False]):
+        np.testing.assert_allclose(fused_weight, keras_weight, rtol=1e-4, atol=1e-6)
 
 
 def test_a_head_warm_up_trains_only_the_head_then_the_base(tiny_data):
@@ -116,7 +148,7 @@ def test_a_head_warm_up_trains_only_the_head_then_the_base(tiny_data):
         snapshots.append(weights())
 
     train = make_dataset(tiny_data.x["train"], tiny_data.y["train"], 8, shuffle=True)
-    val = make_dataset(tiny_data.x["val"], tiny_data.y["val"], 8)
+    val = Predictor(model).scorer(tiny_data.x["val"], tiny_data.y["val"], 8)
     fit_best_epoch(model, train, val, 2, on_epoch=snapshot, switch_after=1, switch=switch)
     (base0, head0), (base1, head1), (base2, _) = snapshots
     assert switched == [True]
@@ -136,7 +168,7 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
     def keep(epoch, log):
         weights_by_epoch.append([w.copy() for w in model.get_weights()])
 
-    result = fit_best_epoch(model, make_dataset(x, y, 8, shuffle=True), make_dataset(xv, yv, 8), 40, patience=2,
+    result = fit_best_epoch(model, make_dataset(x, y, 8, shuffle=True), Predictor(model).scorer(xv, yv, 8), 40, patience=2,
                             on_epoch=keep)
     val = result.history["val_accuracy"]
     assert result.epochs_run < 40, "precondition: the curve stalls within 40 epochs"
@@ -155,7 +187,7 @@ def test_the_batch_size_sets_the_steps_of_an_epoch(tmp_path, image_folder):
     for batch in (4, 8):
         job = TrialJob(0, {"head_depth": 1, "dense_units": 8, "dropout": 0.0, "learning_rate": 0.01,
                            "batch_size": batch}, seed=0)
-        (train, _, _), steps[batch] = TrialTrainer()._datasets(setup, job)
-        assert sum(1 for _ in train) == steps[batch]
+        train, steps[batch], _ = TrialTrainer()._datasets(setup, job)
+        assert all(len(labels) == batch for _, labels in train.take(3 * steps[batch]))
     n_train = len(np.load(f"{setup.images_dir}/train_y.npy"))
     assert steps == {4: math.ceil(n_train / 4), 8: math.ceil(n_train / 8)}
