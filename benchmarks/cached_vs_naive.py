@@ -20,6 +20,7 @@ def main() -> None:
     from study.data.images import make_dataset
     from study.trial.features import base_outputs
     from study.trial.fit import fit_best_epoch
+    from study.trial.inference import Predictor
     from study.trial.model import build_base, build_head, build_model
 
     n_classes, batch = len(data.class_names), args.batch_size
@@ -28,7 +29,7 @@ def main() -> None:
                         mode="finetune", **HEAD)
     with Timer() as naive_time:
         naive_fit = fit_best_epoch(naive, make_dataset(data.x["train"], data.y["train"], batch, shuffle=True),
-                                   make_dataset(data.x["val"], data.y["val"], batch), args.epochs)
+                                   Predictor(naive).scorer(data.x["val"], data.y["val"], batch), args.epochs)
     keras.backend.clear_session()
 
     base = build_base(args.image_size, args.alpha, weights)
@@ -38,7 +39,7 @@ def main() -> None:
     head = build_head(feature_shape=features["train"].shape[1:], n_classes=n_classes, **HEAD)
     with Timer() as cached_time:
         cached_fit = fit_best_epoch(head, make_dataset(features["train"], data.y["train"], batch, shuffle=True),
-                                    make_dataset(features["val"], data.y["val"], batch), args.epochs)
+                                    Predictor(head).scorer(features["val"], data.y["val"], batch), args.epochs)
 
     print(f"{machine()}; {len(data.y['train'])} training images, {args.image_size} px, alpha {args.alpha}, "
           f"{args.epochs} epochs, head 3 x Dense(1024), lr 2e-4, batch {batch}")

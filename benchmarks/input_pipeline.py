@@ -22,16 +22,17 @@ def main() -> None:
 
     from study.data.images import make_dataset
     from study.trial.fit import fit_best_epoch
+    from study.trial.inference import Predictor
     from study.trial.model import build_model
 
     x, y, batch = data.x["train"], data.y["train"], args.batch_size
-    val = make_dataset(data.x["val"], data.y["val"], batch)
 
     def second_epoch_seconds(train) -> float:
         keras.backend.clear_session()
         keras.utils.set_random_seed(0)
         model = build_model(n_classes=len(data.class_names), image_size=args.image_size, alpha=args.alpha,
                             weights=weights, mode="finetune", **HEAD)
+        val = Predictor(model).scorer(data.x["val"], data.y["val"], batch)
         return fit_best_epoch(model, train, val, 2).epoch_seconds[1]
 
     pipeline = second_epoch_seconds(make_dataset(x, y, batch, shuffle=True))

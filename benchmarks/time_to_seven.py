@@ -26,6 +26,7 @@ def main() -> None:
     from study.data.images import make_dataset
     from study.space.spec import load_space
     from study.trial.fit import fit_best_epoch
+    from study.trial.inference import Predictor
     from study.trial.model import build_model
 
     seven = load_space("seed").seeds[: 2 if args.smoke else 7]
@@ -37,7 +38,7 @@ def main() -> None:
                             weights=weights, mode="finetune", **seed.params)
         started = time.perf_counter()
         fit = fit_best_epoch(model, make_dataset(data.x["train"], data.y["train"], batch, shuffle=True),
-                             make_dataset(data.x["val"], data.y["val"], batch), args.epochs)
+                             Predictor(model).scorer(data.x["val"], data.y["val"], batch), args.epochs)
         seven_seconds += time.perf_counter() - started
         seven_best = max(seven_best, fit.best_val_accuracy)
 
