@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +80,29 @@ def postgres_url() -> str:
             pytest.fail(f"CI needs the PostgreSQL server that .ci/run starts ({reason})")
         pytest.skip(f"no PostgreSQL server reachable ({reason}); .ci/run starts one")
     return url
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What `python -m study demo` printed and the folder it left (its study `demo` in demo.db)."""
+
+    result: subprocess.CompletedProcess
+    folder: Path
+
+    @property
+    def storage(self) -> str:
+        return f"sqlite:///{self.folder / 'demo.db'}"
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    """`python -m study demo`, run once per session: a real 11-trial study with its report, best
+    model, artifacts and notes, read by every test that needs a finished study of that shape.
+    Readers must not write to it (copy the folder first)."""
+    root = tmp_path_factory.mktemp("demo")
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(root))  # the demo's folder goes here
+    result = subprocess.run([sys.executable, "-m", "study", "demo"], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (folder,) = root.glob("study-demo-*")
+    return DemoRun(result, folder)

@@ -11,7 +11,6 @@ runtime both call these, so the two isolation modes train identically.
 from __future__ import annotations
 
 import gc
-import math
 import os
 import resource
 import sys
@@ -274,9 +273,9 @@ class TrialTrainer:
             if deadline is not None and time.monotonic() > deadline:
                 raise TrialTimedOut(f"timed out after {job.timeout:g} s")
 
-        result = fit_best_epoch(model, train_data, predictor.scorer(x["val"], y["val"], batch), setup.train.epochs, steps_per_epoch=steps_per_epoch,
-                                on_epoch=hooks.on_epoch, log=log, verbose=2 if setup.verbose else 0,
-                                patience=job.patience,
+        result = fit_best_epoch(model, train_data, predictor.scorer(x["val"], y["val"], batch), setup.train.epochs,
+                                steps_per_epoch=steps_per_epoch, on_epoch=hooks.on_epoch, log=log,
+                                verbose=2 if setup.verbose else 0, patience=job.patience,
                                 on_batch=after_batch if on_batch is not None or deadline is not None else None,
                                 switch_after=recipe.head_warmup_epochs, switch=switch)
         with phases("test"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -126,27 +127,21 @@ def test_fonts_are_added_only_when_the_default_lacks_characters():
 
 
 @pytest.mark.slow
-def test_the_demo_learns_its_images_and_writes_the_report(tmp_path):
+def test_the_demo_learns_its_images_and_writes_the_report(demo_run):
     """`python -m study demo` end to end: the seven, searched trials, >= 0.90, a report."""
-    import os
-    import subprocess
-    import sys
-
     import optuna
 
     from study.store.record import TrialKey
-    from tests.conftest import REPO
 
-    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))  # the demo's folder goes here
-    demo = subprocess.run([sys.executable, "-m", "study", "demo"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert demo.returncode == 0, demo.stderr
+    demo = demo_run.result
     assert "SYNTHETIC images" in demo.stdout and "optuna-dashboard sqlite:///" in demo.stdout
-    (workdir,) = tmp_path.glob("study-demo-*")
-    study = optuna.load_study(study_name="demo", storage=f"sqlite:///{workdir / 'demo.db'}")
+    study = optuna.load_study(study_name="demo", storage=demo_run.storage)
     assert len(study.trials) == 11 and sum(TrialKey.SEED_NAME in t.user_attrs for t in study.trials) == 7
     assert study.best_value >= 0.90
-    readme = workdir / "reports" / "demo" / "README.md"
+    number, value = re.search(r"^best: trial (\d+), validation accuracy ([0-9.]+)", demo.stdout, re.M).groups()
+    assert value == f"{study.best_value:.4f}" == f"{study.trials[int(number)].value:.4f}"
+    assert all(TrialKey.EPOCH_SECONDS in t.user_attrs for t in study.trials)
+    readme = demo_run.folder / "reports" / "demo" / "README.md"
     assert f"report: {readme}" in demo.stdout
     assert "## Where the best model fails" in readme.read_text(encoding="utf-8")
 

@@ -10,13 +10,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.commands import TINY_RUN, study_cli
-from tests.conftest import REPO, write_class_images
+from tests.commands import study_cli
+from tests.conftest import REPO
 
 
 def free_port() -> int:
@@ -30,22 +29,14 @@ def get_json(url: str):
         return json.loads(response.read())
 
 
-@pytest.fixture(scope="module")
-def finished_study(tmp_path_factory) -> Path:
-    """A folder holding study.db with one study of two completed trials, run through the CLI."""
-    folder = tmp_path_factory.mktemp("dashboard")
-    write_class_images(folder / "images", {"a": 8, "b": 8})
-    result = study_cli("run", "--data", "images", "--n-trials", "2", *TINY_RUN, cwd=folder)
-    assert result.returncode == 0, result.stderr[-1500:]
-    return folder
-
-
 @pytest.mark.slow
-def test_dashboard_lists_the_study_and_serves_a_trial_artifact(finished_study):
+def test_dashboard_lists_the_study_and_serves_a_trial_artifact(demo_run):
+    """The dashboard on the demo's finished study (11 trials, run once per session)."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    server = subprocess.Popen([sys.executable, "-m", "study", "dashboard", "--port", str(port)],
-                              cwd=finished_study, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server = subprocess.Popen([sys.executable, "-m", "study", "dashboard", "--storage", demo_run.storage,
+                               "--port", str(port)],
+                              cwd=demo_run.folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
@@ -56,16 +47,16 @@ def test_dashboard_lists_the_study_and_serves_a_trial_artifact(finished_study):
                 time.sleep(0.2)
         else:
             raise AssertionError("the dashboard did not answer within 20 s")
-        (summary,) = [s for s in studies if s["study_name"] == "images"]
+        (summary,) = [s for s in studies if s["study_name"] == "demo"]
         detail = get_json(f"{base}/api/studies/{summary['study_id']}")
-        assert len(detail["trials"]) == 7  # two run, five of the seven still queued
+        assert len(detail["trials"]) == 11
         assert detail["objective_names"] == ["validation accuracy"]
         first = detail["trials"][0]
         assert "Trial 0: complete" in first["note"]["body"]
         (curve,) = [a for a in first["artifacts"] if a["mimetype"] == "image/png"]
         assert curve["filename"] == "learning_curve_trial_0.png"
         models = [a["filename"] for t in detail["trials"] for a in t["artifacts"] if a["filename"].endswith(".keras")]
-        assert models and set(models) == {"images.best.keras"}  # attached to each trial that was the best
+        assert models and set(models) == {"demo.best.keras"}  # attached to each trial that was the best
         with_model = [t["number"] for t in detail["trials"] if any(a["filename"].endswith(".keras") for a in t["artifacts"])]
         assert detail["best_trials"][0]["number"] == max(with_model)
         url = f"{base}/artifacts/{summary['study_id']}/{first['trial_id']}/{curve['artifact_id']}"
@@ -96,14 +87,20 @@ def test_dashboard_binds_where_asked_and_warns_off_loopback(tmp_path, monkeypatc
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "json"])
-def test_export_round_trips_through_pandas(finished_study, fmt):
-    result = study_cli("export", "--study-name", "images", "--format", fmt, cwd=finished_study)
+def test_export_round_trips_through_pandas(demo_run, fmt):
+    import optuna
+
+    result = study_cli("export", "--study-name", "demo", "--storage", demo_run.storage, "--format", fmt,
+                       cwd=demo_run.folder)
     assert result.returncode == 0, result.stderr[-1500:]
     frame = pd.read_csv(io.StringIO(result.stdout)) if fmt == "csv" else pd.read_json(io.StringIO(result.stdout))
-    assert len(frame) == 7
-    assert list(frame["state"]).count("COMPLETE") == 2
+    trials = optuna.load_study(study_name="demo", storage=demo_run.storage).trials
+    assert len(frame) == len(trials) == 11
+    assert list(frame["state"]) == [t.state.name for t in trials]
     done = frame[frame["state"] == "COMPLETE"]
-    assert set(done["params_head_depth"]) <= {2, 3, 4}
+    assert len(done) >= 7  # the seven are never pruned
+    assert list(done["value"]) == pytest.approx([t.value for t in trials if t.state.name == "COMPLETE"])
+    assert set(done["params_head_depth"]) <= {1, 2, 3, 4}
     assert done["value"].between(0, 1).all()
     history = json.loads(done["user_attrs_history"].iloc[0])
-    assert len(history["val_accuracy"]) == 1
+    assert len(history["val_accuracy"]) == 8

@@ -168,8 +168,8 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
     def keep(epoch, log):
         weights_by_epoch.append([w.copy() for w in model.get_weights()])
 
-    result = fit_best_epoch(model, make_dataset(x, y, 8, shuffle=True), Predictor(model).scorer(xv, yv, 8), 40, patience=2,
-                            on_epoch=keep)
+    result = fit_best_epoch(model, make_dataset(x, y, 8, shuffle=True), Predictor(model).scorer(xv, yv, 8), 40,
+                            patience=2, on_epoch=keep)
     val = result.history["val_accuracy"]
     assert result.epochs_run < 40, "precondition: the curve stalls within 40 epochs"
     assert result.epochs_run == result.best_epoch + 2  # two epochs without a better one, then stop
