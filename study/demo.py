@@ -1,4 +1,4 @@
-"""`python -m study demo`: a real study on synthetic images, then its report, in about three minutes.
+"""`python -m study demo`: a real study on synthetic images, then its report, in a few minutes.
 
 The images are generated: four classes, each a shape in its own colour (jittered, at a random
 place and size, on noise), written as PNG files to a new temporary folder. A model learns
