@@ -42,7 +42,7 @@ def run_setup(images: Path, workdir: Path, *, image_size: int, epochs: int, batc
     data = load_splits(images, image_size, split, seed=0, warn=lambda line: None)
     folder = write_image_cache(data, split, image_size, workdir / "image-cache")
     train = TrainConfig(epochs=epochs, batch_size=batch, image_size=image_size, alpha=0.25,
-                        weights="none" if weights == "none" else weights, augment=AugmentConfig(enabled=False))
+                        weights=weights, augment=AugmentConfig(enabled=False))
     return RunSetup(train=train, class_names=tuple(data.class_names), images_dir=str(folder),
                     data_root=str(data.root), data_fingerprint=data.fingerprint, split_seed=data.seed,
                     resolved_weights=None if weights == "none" else weights)

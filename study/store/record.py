@@ -65,7 +65,7 @@ class TrialKey:
     EPOCH_SECONDS = "epoch_seconds"
     EPOCHS_RUN = "epochs_run"
     # Where a trial's time went outside its epochs, in seconds: {"data": ..., "build": ..., ...}
-    # (see study.trial.job.PHASES); trials made before it was recorded have none.
+    # (see study.trial.job.PhaseClock); trials made before it was recorded have none.
     PHASE_SECONDS = "phase_seconds"
     SAVE_ERROR = "save_error"
     MODEL_ARTIFACT_ID = "model_artifact_id"

@@ -17,6 +17,7 @@ from typing import Callable
 
 from study.store.record import CostKey
 
+
 def parameter_counts(model, base_prefix: str = "mobilenet") -> tuple[int, int, int]:
     """(base, head, total) parameters: the base is the nested model named `base_prefix...` (Keras
     names MobileNet `mobilenet_<alpha>_<size>`), the head everything else (a nested head too)."""

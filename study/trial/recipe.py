@@ -127,28 +127,31 @@ def _fused_classes():
     import keras
     import tensorflow as tf
 
-    def update_step(self, gradient, variable, learning_rate):
-        if isinstance(gradient, tf.IndexedSlices) or self.amsgrad:
-            return super(type(self), self).update_step(gradient, variable, learning_rate)
-        dtype = variable.dtype
-        index = self._get_variable_index(variable)
-        step = tf.cast(self.iterations + 1, dtype)
-        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
-        tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=self._momentums[index].value.handle, v=self._velocities[index].value.handle,
-            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
-            beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
+    class FusedUpdate:
+        """The per-weight update of Adam and AdamW as one kernel; amsgrad and sparse gradients
+        keep Keras' own."""
+
+        def update_step(self, gradient, variable, learning_rate):
+            if isinstance(gradient, tf.IndexedSlices) or self.amsgrad:
+                return super().update_step(gradient, variable, learning_rate)
+            dtype = variable.dtype
+            index = self._get_variable_index(variable)
+            step = tf.cast(self.iterations + 1, dtype)
+            beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+            tf.raw_ops.ResourceApplyAdam(
+                var=variable.handle, m=self._momentums[index].value.handle, v=self._velocities[index].value.handle,
+                beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+                lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype),
+                grad=tf.cast(gradient, dtype))
 
     @keras.saving.register_keras_serializable(package="study")
-    class FusedAdam(keras.optimizers.Adam):
+    class FusedAdam(FusedUpdate, keras.optimizers.Adam):
         pass
 
     @keras.saving.register_keras_serializable(package="study")
-    class FusedAdamW(keras.optimizers.AdamW):
+    class FusedAdamW(FusedUpdate, keras.optimizers.AdamW):
         pass
 
-    FusedAdam.update_step = update_step
-    FusedAdamW.update_step = update_step
     return FusedAdam, FusedAdamW
 
 
