@@ -205,7 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     export_model.add_argument("--out", type=Path, required=True, metavar="PATH",
                               help="file to write (a folder for saved_model)")
 
-    commands.add_parser("demo", help="a short study on generated images (no data, GPU or network needed)")
+    demo = commands.add_parser("demo", help="a short study on generated images (no data, GPU or network needed)")
+    from study.backends import BACKENDS
+
+    for command in (run, confirm, demo):
+        command.add_argument("--backend", metavar="NAME",
+                             help=f"Keras backend the trials train on: {', '.join(BACKENDS)} (default: the "
+                                  "KERAS_BACKEND environment variable, else tensorflow); recorded on the study")
     for command in commands.choices.values():
         command.add_argument("--verbose", action="store_true",
                              help="show everything: TensorFlow's native log lines, library warnings, Keras' "
@@ -376,6 +382,24 @@ COMMANDS = {"run": run_command, "evaluate": evaluate_command, "report": report_c
             "demo": demo_command}
 
 
+TRAINING_COMMANDS = ("run", "confirm", "demo")
+MODEL_READING_COMMANDS = ("evaluate", "ensemble", "export-model")
+
+
+def choose_backend(args: argparse.Namespace) -> None:
+    """Fix the Keras backend before anything imports Keras: the one asked for by a command that
+    trains, any installed one for a command that only loads saved models."""
+    from study import backends
+
+    if args.command in TRAINING_COMMANDS:
+        backends.activate(args.backend)
+    elif args.command == "export-model" and args.format in ("saved_model", "tflite") \
+            and backends.is_installed("tensorflow"):
+        backends.activate("tensorflow")  # SavedModel and TFLite are TensorFlow's formats
+    elif args.command in MODEL_READING_COMMANDS:
+        backends.activate_for_reading()
+
+
 def command_line() -> str:
     from study.store.storage import mask_password
 
@@ -395,6 +419,7 @@ def main(argv: list[str] | None = None, filter_stderr: bool = False) -> int:
     if filter_stderr:
         quiet.filter_native_stderr()
     try:
+        choose_backend(args)
         return COMMANDS[args.command](args)
     except StudyError as error:
         print(f"study: error: {error}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Image folder -> decoded, stratified train / validation / test arrays, and their tf.data pipelines.
+"""Image folder -> decoded, stratified train / validation / test arrays, and their batch pipelines.
 
 A data folder holds one sub-folder per class (any language or script) with images inside.
 Every image is decoded once per run with Pillow (EXIF orientation applied, any mode turned
@@ -227,7 +227,18 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, *,
     `endless`: the examples repeat without end (reshuffled each pass) in batches of exactly
     `batch_size`, so a train step sees one batch shape and traces once; give `fit` its steps
     per epoch (`steps_per_epoch`). Each pass's last few examples open the next pass's batch.
+
+    Under the jax and torch backends the batches are a `study.data.array_batches.ArrayBatches`
+    (no TensorFlow), left uint8 for the model to cast on its device unless augmented here.
     """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        from study.data.array_batches import ArrayBatches
+
+        augmenter = make_augmenter(augment, seed) if augment is not None else None
+        return ArrayBatches(images, labels, batch_size, shuffle=shuffle, seed=seed, endless=endless,
+                            augmenter=augmenter)
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))

@@ -557,7 +557,7 @@ def provenance_section(attrs, location, space) -> list[str]:
                      f"GPUs: {', '.join(gpus) if gpus else 'none'}")
     if attrs.get(StudyKey.DEVICE):
         lines.append(f"- Trials trained on: {attrs[StudyKey.DEVICE].removeprefix('device: ')} "
-                     f"(trial isolation: {attrs.get(StudyKey.ISOLATION, 'none')})")
+                     f"({backend_text(attrs)}trial isolation: {attrs.get(StudyKey.ISOLATION, 'none')})")
     versions = attrs.get(StudyKey.PACKAGES) or {}
     if versions or attrs.get(StudyKey.PYTHON):
         lines.append(f"- Versions: study {attrs.get(StudyKey.PACKAGE_VERSION, '?')}, "
@@ -570,6 +570,12 @@ def provenance_section(attrs, location, space) -> list[str]:
         lines += ["", f"Search space `{attrs.get(StudyKey.SPACE_NAME)}` as run:", "", "```toml",
                   space.text.rstrip(), "```"]
     return lines + [""]
+
+
+def backend_text(attrs) -> str:
+    """`Keras backend jax, ` for a study that recorded its backend (older studies did not)."""
+    backend = attrs.get(StudyKey.KERAS_BACKEND)
+    return f"Keras backend {backend}, " if backend else ""
 
 
 def write_trials_csv(study, path: Path) -> None:

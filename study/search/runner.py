@@ -99,18 +99,22 @@ def study_attrs(config: RunConfig, space: SearchSpace, data, prepared) -> dict:
         StudyKey.CPU_COUNT: os.cpu_count(),
         StudyKey.GPUS: [gpu["name"] for gpu in prepared.gpus],
         StudyKey.DEVICE: prepared.device,
+        StudyKey.KERAS_BACKEND: prepared.backend,
         StudyKey.ISOLATION: config.isolation,
         StudyKey.EXPLICIT_FLAGS: list(config.explicit_flags),
-        StudyKey.PACKAGES: package_versions(),
+        StudyKey.PACKAGES: package_versions(prepared.backend),
     }
 
 
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages a study's numbers depend on."""
+BACKEND_PACKAGES = {"tensorflow": ("tensorflow",), "jax": ("jax", "jaxlib"), "torch": ("torch",)}
+
+
+def package_versions(backend: str = "tensorflow") -> dict[str, str]:
+    """Installed versions of the packages a study's numbers depend on: its Keras backend's and the rest."""
     from importlib import metadata
 
     versions = {}
-    for name in ("tensorflow", "keras", "optuna", "numpy", "pillow"):
+    for name in (*BACKEND_PACKAGES.get(backend, (backend,)), "keras", "optuna", "numpy", "pillow"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -264,7 +268,7 @@ def start_runtime(data, split, train, location, config_like, announce: bool = Tr
         runtime.close()
         raise
     setup = replace(setup, resolved_weights=prepared.resolved_weights, features_dir=prepared.features_dir)
-    prepared = replace(prepared, device=describe_devices(prepared.gpus))
+    prepared = replace(prepared, device=describe_devices(prepared.gpus, prepared.backend))
     if announce:
         print(prepared.device, flush=True)
     if prepared.features_dir and announce:

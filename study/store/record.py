@@ -37,6 +37,7 @@ class StudyKey:
     CPU_COUNT = "cpu_count"
     GPUS = "gpus"
     DEVICE = "device"
+    KERAS_BACKEND = "keras_backend"  # tensorflow, jax or torch: what the run that created the study trained on
     ISOLATION = "isolation"
     EXPLICIT_FLAGS = "explicit_flags"  # run flags given on the command line (they narrow the space)
     PACKAGES = "packages"
@@ -67,6 +68,7 @@ class TrialKey:
     # Where a trial's time went outside its epochs, in seconds: {"data": ..., "build": ..., ...}
     # (see study.trial.job.PhaseClock); trials made before it was recorded have none.
     PHASE_SECONDS = "phase_seconds"
+    KERAS_BACKEND = "keras_backend"  # the Keras backend the trial trained on
     SAVE_ERROR = "save_error"
     MODEL_ARTIFACT_ID = "model_artifact_id"
     HEAD_ONLY_VAL_ACCURACY = "head_only_val_accuracy"  # two-stage, stage 2: before the base was unfrozen

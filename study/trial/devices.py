@@ -1,9 +1,9 @@
 """Which device the trials train on, said in one line before the first trial.
 
-Two views are compared: the GPUs TensorFlow sees (asked in the trial worker, which owns the
-GPU) and the GPUs `nvidia-smi` lists (asked in the run, which never imports TensorFlow).
-When the driver sees a GPU that TensorFlow cannot use, the usual cause on Linux is that the
-plain `tensorflow` wheel finds no CUDA/cuDNN libraries: the `gpu` extra installs them.
+Two views are compared: the GPUs the Keras backend sees (TensorFlow, JAX or PyTorch, asked in
+the trial worker, which owns the GPU) and the GPUs `nvidia-smi` lists (asked in the run, which
+never imports the backend). When the driver sees a GPU that the backend cannot use, the usual
+cause on Linux is a CPU-only build or missing CUDA libraries: the line says what to install.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ import subprocess
 from dataclasses import dataclass
 
 GPU_EXTRA_HINT = "pip install -e '.[gpu]' (tensorflow[and-cuda], the CUDA libraries as wheels)"
+GPU_HINTS = {"tensorflow": GPU_EXTRA_HINT,
+             "jax": "pip install 'jax[cuda12]' (JAX with its CUDA libraries as wheels)",
+             "torch": "pip install torch from a CUDA index (https://pytorch.org/get-started/locally/)"}
+BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 
 
 @dataclass(frozen=True)
@@ -73,26 +77,57 @@ def tensorflow_gpus() -> tuple[dict, ...]:
     return tuple(details)
 
 
-def device_line(tf_gpus, smi_gpus: list[SmiGpu], cuda_visible: str | None, cpu_count: int | None) -> str:
-    """The one line that says where trials train, and why not on a GPU the machine has."""
+def jax_gpus() -> tuple[dict, ...]:
+    """In the trial worker: the GPUs JAX sees (its memory is taken as needed, see the worker)."""
+    import jax
+
+    try:
+        devices = jax.devices("gpu")
+    except RuntimeError:  # no GPU platform in this jaxlib
+        return ()
+    return tuple({"device": f"gpu:{device.id}", "name": device.device_kind} for device in devices)
+
+
+def torch_gpus() -> tuple[dict, ...]:
+    """In the trial worker: the CUDA GPUs PyTorch sees."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return ()
+    return tuple({"device": f"cuda:{index}", "name": torch.cuda.get_device_name(index)}
+                 for index in range(torch.cuda.device_count()))
+
+
+def backend_gpus(backend: str) -> tuple[dict, ...]:
+    """The GPUs the Keras backend `backend` sees in this process."""
+    return {"tensorflow": tensorflow_gpus, "jax": jax_gpus, "torch": torch_gpus}[backend]()
+
+
+def device_line(tf_gpus, smi_gpus: list[SmiGpu], cuda_visible: str | None, cpu_count: int | None,
+                backend: str = "tensorflow") -> str:
+    """The one line that says where trials train, and why not on a GPU the machine has.
+
+    `tf_gpus`: what `backend_gpus(backend)` found. Under jax and torch the line names the backend."""
+    name = BACKEND_NAMES.get(backend, backend)
     if tf_gpus:
         memory = {gpu.name: gpu.memory_mib for gpu in smi_gpus}
         described = []
         for gpu in tf_gpus:
             mib = memory.get(gpu["name"])
             described.append(f"{gpu['name']}" + (f" ({mib / 1024:.0f} GiB)" if mib else ""))
-        return f"device: GPU: {', '.join(described)}"
+        return f"device: GPU: {', '.join(described)}" + ("" if backend == "tensorflow" else f" (Keras on {name})")
     cpu = f"CPU ({cpu_count} cores)" if cpu_count else "CPU"
     if not smi_gpus:
-        return f"device: {cpu}: TensorFlow sees no GPU"
+        return f"device: {cpu}: {name} sees no GPU"
     found = ", ".join(f"{gpu.name}" + (f" ({gpu.memory_mib / 1024:.0f} GiB)" if gpu.memory_mib else "")
                       for gpu in smi_gpus)
     if cuda_visible is not None and cuda_visible.strip() in ("", "-1"):
-        return f"device: {cpu}: nvidia-smi finds {found}, but CUDA_VISIBLE_DEVICES={cuda_visible!r} hides it"
-    return (f"device: {cpu}: TensorFlow sees no GPU, but nvidia-smi finds {found}: TensorFlow cannot load "
-            f"the CUDA libraries; install them with {GPU_EXTRA_HINT}")
+        return (f"device: {cpu}: nvidia-smi finds {found}, but CUDA_VISIBLE_DEVICES={cuda_visible!r} hides it"
+                + ("" if backend == "tensorflow" else f" (Keras on {name})"))
+    return (f"device: {cpu}: {name} sees no GPU, but nvidia-smi finds {found}: {name} cannot load "
+            f"the CUDA libraries; install them with {GPU_HINTS.get(backend, GPU_EXTRA_HINT)}")
 
 
-def describe_devices(tf_gpus) -> str:
+def describe_devices(tf_gpus, backend: str = "tensorflow") -> str:
     """`device_line` for this machine: nvidia-smi and the environment read here."""
-    return device_line(tf_gpus, nvidia_smi_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"), os.cpu_count())
+    return device_line(tf_gpus, nvidia_smi_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"), os.cpu_count(), backend)

@@ -58,14 +58,14 @@ def cache_key(data_fingerprint: str, split_counts: dict, split_seed: int, alpha:
 
 def base_outputs(base, images: np.ndarray, batch_size: int = 64, augmenter=None) -> np.ndarray:
     """The frozen base's output for uint8 images, rescaled to [-1, 1] as the full model does."""
-    import tensorflow as tf
+    import keras
 
     outputs = []
     for start in range(0, len(images), batch_size):
-        batch = tf.cast(images[start:start + batch_size], tf.float32)
+        batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
         if augmenter is not None:
             batch = augmenter(batch, training=True)
-        outputs.append(base(batch / 127.5 - 1.0, training=False).numpy())
+        outputs.append(keras.ops.convert_to_numpy(base(batch / 127.5 - 1.0, training=False)))
     return np.concatenate(outputs).astype(np.float32)
 
 

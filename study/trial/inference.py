@@ -21,24 +21,40 @@ class Predictor:
     """`model(x, training=False)` traced once for inputs of the model's shape and any batch size.
 
     The trace holds the model's variables, not copies: weights restored or trained later are
-    the ones it uses.
+    the ones it uses. Under jax and torch, Keras' own `predict_on_batch` (compiled once per
+    batch shape under jax) takes the batches as they are stored, uint8 images included, and
+    the model casts them on its device; a split's last batch is padded to the full size so it
+    reuses the compiled shape.
     """
 
     def __init__(self, model):
-        import tensorflow as tf
+        import keras
 
         self.input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+        self.pads_batches = keras.backend.backend() != "tensorflow"
+        if self.pads_batches:
+            self._call = model.predict_on_batch
+            return
+        import tensorflow as tf
+
         spec = tf.TensorSpec((None,) + self.input_shape, tf.float32)
-        self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        function = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self._call = lambda batch: function(np.asarray(batch, dtype=np.float32))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (float32) of one batch."""
-        return np.asarray(self._call(np.asarray(batch, dtype=np.float32)), dtype=np.float32)
+        return np.asarray(self._call(np.asarray(batch)), dtype=np.float32)
 
     def probabilities(self, inputs: np.ndarray, batch_size: int) -> np.ndarray:
         """Class probabilities of every row of `inputs` (images as uint8, or cached features),
-        cast to float32 one batch at a time so a memory-mapped split is never copied whole."""
-        batches = [self(inputs[start:start + batch_size]) for start in range(0, len(inputs), batch_size)]
+        one batch at a time so a memory-mapped split is never copied whole."""
+        batches = []
+        for start in range(0, len(inputs), batch_size):
+            batch = np.asarray(inputs[start:start + batch_size])
+            rows = len(batch)
+            if self.pads_batches and rows < batch_size:
+                batch = np.concatenate([batch, np.zeros((batch_size - rows,) + batch.shape[1:], batch.dtype)])
+            batches.append(self(batch)[:rows])
         return np.concatenate(batches) if batches else np.zeros((0, 0), np.float32)
 
     def scorer(self, inputs: np.ndarray, labels: np.ndarray, batch_size: int):

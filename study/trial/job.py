@@ -85,7 +85,8 @@ class Prepared:
     """What `prepare_run` found and made: weights, devices, cached features."""
 
     resolved_weights: str | None
-    gpus: tuple[dict, ...]  # {"device": "/physical_device:GPU:0", "name": "NVIDIA H200"} per GPU TensorFlow sees
+    gpus: tuple[dict, ...]  # {"device": "/physical_device:GPU:0", "name": "NVIDIA H200"} per GPU the backend sees
+    backend: str = "tensorflow"  # the Keras backend the trials train on
     features_dir: str | None = None
     feature_shape: tuple[int, ...] = ()
     feature_rows: int = 0
@@ -141,24 +142,28 @@ def prepare_run(setup: RunSetup) -> Prepared:
 
     Raises a StudyError subclass (one line for the user) when the run cannot start.
     """
+    import keras
+
     from study.errors import StudyError
-    from study.trial.devices import tensorflow_gpus
+    from study.trial.devices import BACKEND_NAMES, backend_gpus
     from study.trial.model import check_weights
 
     started = time.perf_counter()
-    gpus = tensorflow_gpus()
+    backend = keras.backend.backend()
+    gpus = backend_gpus(backend)
     train = setup.train
     if train.precision == "mixed" and not gpus:
-        raise StudyError("--precision mixed needs a GPU, and TensorFlow sees none on this machine")
+        raise StudyError(f"--precision mixed needs a GPU, and {BACKEND_NAMES.get(backend, backend)} sees none "
+                         "on this machine")
     resolved = check_weights(train.weights, train.alpha, train.image_size)
     for alpha, image_size in setup.all_shapes():
         if (alpha, image_size) != (train.alpha, train.image_size):
             check_weights(train.weights, alpha, image_size)
     if not setup.uses_features or len(setup.all_shapes()) > 1:  # several shapes: features on demand
-        return Prepared(resolved, gpus, seconds=time.perf_counter() - started)
+        return Prepared(resolved, gpus, seconds=time.perf_counter() - started, backend=backend)
     features = load_features(replace(setup, resolved_weights=resolved))
     return Prepared(resolved, gpus, str(features.folder), features.feature_shape, len(features.y["train"]),
-                    features.computed, time.perf_counter() - started)
+                    features.computed, time.perf_counter() - started, backend=backend)
 
 
 def load_splits_from_cache(setup: RunSetup):
@@ -250,16 +255,17 @@ class TrialTrainer:
             gc.collect()
             keras.utils.set_random_seed(job.seed)
         self.setup, self.job = setup, job
-        extra = {}
+        extra = {TrialKey.KERAS_BACKEND: keras.backend.backend()}
         with phases("data"):
-            train_data, steps_per_epoch, (x, y) = self._datasets(setup, job)
+            train_data, steps_per_epoch, (x, y), model_augment = self._datasets(setup, job)
         recipe = Recipe.from_params(job.params)
         switch = None
         with phases("build"):
             if job.kind == "stage2":
                 model, extra[TrialKey.HEAD_ONLY_VAL_ACCURACY] = self._stage2_model(setup, job)
             else:
-                model = self._search_model(setup, job.params, steps_per_epoch)
+                model = self._search_model(setup, job.params, steps_per_epoch, augment=model_augment,
+                                           augment_seed=job.seed)
                 if recipe.head_warmup_epochs and setup.train.mode == "finetune":
                     switch = self._unfreezer(setup, job.params, model, steps_per_epoch)
             predictor = Predictor(model)
@@ -314,7 +320,8 @@ class TrialTrainer:
             self._feature_dirs[shape] = str(load_features(setup, *shape).folder)
         return self._feature_dirs[shape]
 
-    def _search_model(self, setup: RunSetup, params: dict, steps_per_epoch: int = 1):
+    def _search_model(self, setup: RunSetup, params: dict, steps_per_epoch: int = 1, augment=None,
+                      augment_seed: int = 0):
         from study.trial.model import MOBILENET_BLOCKS, build_head, build_model
 
         train = setup.train
@@ -333,7 +340,7 @@ class TrialTrainer:
             head_depth=params["head_depth"], dense_units=params["dense_units"], dropout=params["dropout"],
             learning_rate=params["learning_rate"], pooling=params.get("pooling", "flatten"),
             unfreeze_blocks=params.get("unfreeze_blocks", MOBILENET_BLOCKS), recipe=recipe,
-            steps_per_epoch=steps_per_epoch, epochs=train.epochs,
+            steps_per_epoch=steps_per_epoch, epochs=train.epochs, augment=augment, augment_seed=augment_seed,
         )
 
     @staticmethod
@@ -374,9 +381,13 @@ class TrialTrainer:
 
     def _datasets(self, setup: RunSetup, job: TrialJob):
         """The endless training pipeline (cached features, or images augmented for training), its
-        steps per epoch, and the (x, y) arrays of every split, which validation and test read
-        directly. A trial's own batch size and augmentation strength, when the space searches
-        them, replace the run's."""
+        steps per epoch, the (x, y) arrays of every split, which validation and test read
+        directly, and the augmentation the model itself applies (jax and torch: on the device,
+        so uint8 images cross to it; None under tensorflow, whose pipeline augments). A
+        trial's own batch size and augmentation strength, when the space searches them,
+        replace the run's."""
+        import keras
+
         from study.data.images import make_dataset, steps_per_epoch
 
         batch = batch_size_of(setup, job.params)
@@ -386,8 +397,10 @@ class TrialTrainer:
         else:
             x, y = self.arrays(setup.images_dir_for(setup.shape_of(job.params)[1]))
             augment = augment_of(setup, job.params)
-        train = make_dataset(x["train"], y["train"], batch, shuffle=True, augment=augment, seed=job.seed, endless=True)
-        return train, steps_per_epoch(len(y["train"]), batch), (x, y)
+        in_model = augment if keras.backend.backend() != "tensorflow" and job.kind == "search" else None
+        train = make_dataset(x["train"], y["train"], batch, shuffle=True, augment=None if in_model else augment,
+                             seed=job.seed, endless=True)
+        return train, steps_per_epoch(len(y["train"]), batch), (x, y), in_model
 
     def save(self, model_path: str, meta_path: str, meta: dict) -> bool:
         """Save the last trial's model as the study's best (see `study.store.best_model.save_best_model`)."""

@@ -13,6 +13,7 @@ import os
 import warnings
 from pathlib import Path
 
+from study.data.images import make_augmenter
 from study.errors import WeightsError
 from study.trial.recipe import Recipe, make_loss, make_optimizer, make_schedule
 
@@ -126,7 +127,7 @@ def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str |
                 head_depth: int, dense_units: int, dropout: float, learning_rate: float,
                 mode: str = "finetune", precision: str = "float32", jit: bool = False, pooling: str = "flatten",
                 unfreeze_blocks: int = MOBILENET_BLOCKS, recipe: Recipe | None = None, steps_per_epoch: int = 1,
-                epochs: int = 1):
+                epochs: int = 1, augment=None, augment_seed: int = 0):
     """MobileNet -> Flatten (or pooling) -> head_depth x (Dense + Dropout) -> softmax, compiled with Adam.
 
     Args:
@@ -139,6 +140,9 @@ def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str |
         recipe: loss smoothing, weight decay and learning-rate schedule (default: the seven's,
             plain Adam at a constant rate); the schedule spans `epochs` of `steps_per_epoch`.
             With a head warm-up, the base starts frozen: `unfreeze_base` lets it train later.
+        augment: an `AugmentConfig` whose random layers go inside the model, in front of the
+            rescaling: they act in training only, on the device. The jax and torch backends
+            augment here, so images travel to the device as uint8 (TensorFlow augments in tf.data).
     Returns:
         A compiled `keras.Model` taking (image_size, image_size, 3) pixels in 0-255.
     """
@@ -150,7 +154,9 @@ def build_model(*, n_classes: int, image_size: int, alpha: float, weights: str |
     # "frozen" (and the cached modes) train the head only, as does a head warm-up at first
     set_trainable_blocks(base, unfreeze_blocks if mode == "finetune" and not recipe.head_warmup_epochs else 0)
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="to_minus1_1")(inputs)
+    augmenter = make_augmenter(augment, augment_seed) if augment is not None else None
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="to_minus1_1")(
+        augmenter(inputs) if augmenter is not None else inputs)
     if weights is not None:
         # training=False keeps a pretrained base's BatchNorm in inference mode even while it
         # is fine-tuned, so its ImageNet statistics are not wrecked by small batches (Keras

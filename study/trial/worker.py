@@ -11,6 +11,7 @@ which are the parent's to handle, and exits on its own when the parent is gone.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -62,7 +63,12 @@ def serve(connection) -> None:
     from study.trial.job import TrialTrainer
 
     quiet_python_warnings()  # the run's filters are not inherited by a spawned process
-    import tensorflow  # noqa: F401  (imported once here, before the first trial is timed)
+    # JAX would take 75% of a GPU's memory at its first use; like TensorFlow's memory growth,
+    # taking it as trials need it lets a worker's memory say what its trials use.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    import keras  # the backend chosen by the run (KERAS_BACKEND), imported before the first trial is timed
+
+    importlib.import_module(keras.backend.backend())
 
     connection.send(("ready", os.getpid()))
     trainer = TrialTrainer()
@@ -94,8 +100,6 @@ def serve(connection) -> None:
 def call(target: str, kwargs: dict):
     """Call `module:function` with `kwargs`: the run's preparation, or a whole job that trains
     (a Keras Tuner search)."""
-    import importlib
-
     module, _, function = target.partition(":")
     return getattr(importlib.import_module(module), function)(**kwargs)
 

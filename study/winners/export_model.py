@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from study.backends import is_installed
 from study.errors import StorageError, StudyError
 from study.store.record import CostKey, StudyKey, TrialKey
 
@@ -39,6 +40,9 @@ def check_request(fmt: str, quantize: str, out: Path) -> None:
         raise StudyError(f"--quantize: unknown quantisation {quantize!r} (expected one of: {', '.join(QUANTIZATIONS)})")
     if quantize != "none" and fmt != "tflite":
         raise StudyError(f"--quantize {quantize} needs --format tflite (keras and saved_model keep float32)")
+    if fmt in ("saved_model", "tflite") and not is_installed("tensorflow"):
+        raise StudyError(f"--format {fmt} needs TensorFlow, which is not installed here (pip install tensorflow); "
+                         "--format keras works on any backend")
     if fmt == "keras" and out.suffix != ".keras":
         raise StudyError(f"--out '{out}': a Keras model file must end in .keras")
     if fmt != "saved_model" and out.is_dir():

@@ -1,0 +1,89 @@
+"""Which Keras backend trains a study's models: tensorflow, jax or torch.
+
+Keras 3 reads its backend once, from `KERAS_BACKEND`, when it is first imported, and trial
+workers inherit the environment of the command that starts them. So a command chooses the
+backend before anything imports Keras (`activate`), and every process it starts trains under
+it. Choosing costs no import of the backend itself: whether one is installed is asked of the
+import system only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from study.errors import StudyError
+
+BACKENDS = ("tensorflow", "jax", "torch")
+DEFAULT_BACKEND = "tensorflow"
+ENVIRONMENT_VARIABLE = "KERAS_BACKEND"
+INSTALL_HINTS = {
+    "tensorflow": "pip install -e . (TensorFlow comes with the default install)",
+    "jax": "pip install 'jax[cpu]' (or 'jax[cuda12]' on an NVIDIA GPU); see README, Backends",
+    "torch": "pip install torch; see README, Backends",
+}
+DISPLAY_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
+
+
+def requested_backend(flag: str | None) -> str:
+    """The backend a command asked for: `--backend`, else `KERAS_BACKEND`, else tensorflow."""
+    name = flag or os.environ.get(ENVIRONMENT_VARIABLE) or DEFAULT_BACKEND
+    return name.strip().lower()
+
+
+def is_installed(backend: str) -> bool:
+    """Whether the backend's package can be imported here (found, not imported)."""
+    try:
+        return importlib.util.find_spec(backend) is not None
+    except (ImportError, ValueError):  # a finder that refuses the name, or a broken package
+        return False
+
+
+def check_backend(backend: str, source: str = "--backend") -> str:
+    """`backend` when it is one Keras can train on here; otherwise a StudyError naming it."""
+    if backend not in BACKENDS:
+        raise StudyError(f"{source} {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if not is_installed(backend):
+        raise StudyError(f"{source} {backend}: {DISPLAY_NAMES[backend]} is not installed here "
+                         f"(install it with {INSTALL_HINTS[backend]}, or choose another backend)")
+    return backend
+
+
+def activate(flag: str | None) -> str:
+    """Choose the backend for this process and every worker it starts; returns its name.
+
+    Raises a StudyError when the backend is unknown or not installed, or when Keras was
+    already imported here under another backend (it cannot switch).
+    """
+    source = "--backend" if flag else (ENVIRONMENT_VARIABLE if os.environ.get(ENVIRONMENT_VARIABLE) else "backend")
+    backend = check_backend(requested_backend(flag), source)
+    if "keras" in sys.modules:
+        current = sys.modules["keras"].backend.backend()
+        if current != backend:
+            raise StudyError(f"--backend {backend}: Keras is already running on {current} in this process")
+    os.environ[ENVIRONMENT_VARIABLE] = backend
+    return backend
+
+
+def activate_for_reading(recorded: str | None = None) -> str:
+    """The backend for a command that only loads saved models (evaluate, ensemble, export-model).
+
+    `KERAS_BACKEND` when set; else the one a study recorded, tensorflow, jax or torch, the
+    first that is installed (a saved `.keras` model loads under any of them).
+    """
+    if os.environ.get(ENVIRONMENT_VARIABLE):
+        return activate(None)
+    candidates = ([recorded] if recorded in BACKENDS else []) + list(BACKENDS)
+    for backend in candidates:
+        if is_installed(backend):
+            return activate(backend)
+    raise StudyError(f"no Keras backend is installed here (expected one of {', '.join(BACKENDS)}; "
+                     f"{INSTALL_HINTS[DEFAULT_BACKEND]})")
+
+
+def current_backend() -> str:
+    """The backend Keras runs on in this process (imports Keras)."""
+    import keras
+
+    return keras.backend.backend()
