@@ -234,6 +234,8 @@ def claim_effects(trials: Sequence[FrozenTrial], varied: Sequence[str]) -> list[
             continue
         index = names.index(name) + 1
         slope = float(coef[index])
+        if abs(slope) < 1e-12:  # rounding noise of a flat fit, whose sign varies with the linear-algebra library
+            slope = 0.0
         margin = margin_factor * math.sqrt(max(cov[index, index], 0.0))
         low, high = slope - margin, slope + margin
         if low > 0 or high < 0:
