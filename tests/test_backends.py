@@ -1,0 +1,84 @@
+"""Choosing the Keras backend: the flag over KERAS_BACKEND over tensorflow, and one-line refusals."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from study import backends
+from study.errors import StudyError
+from tests.commands import study_cli
+from tests.conftest import write_class_images
+
+
+def test_the_flag_wins_over_the_environment_which_wins_over_tensorflow(monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert backends.requested_backend(None) == "tensorflow"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert backends.requested_backend(None) == "jax"
+    assert backends.requested_backend("torch") == "torch"
+    assert backends.requested_backend(" JAX ") == "jax"
+
+
+def test_an_unknown_backend_is_refused_naming_it_and_the_choices():
+    with pytest.raises(StudyError) as error:
+        backends.check_backend("mxnet")
+    assert str(error.value) == "--backend 'mxnet': expected one of tensorflow, jax, torch"
+
+
+def test_a_backend_that_is_not_installed_is_refused_with_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(backends, "is_installed", lambda name: name != "torch")
+    with pytest.raises(StudyError) as error:
+        backends.check_backend("torch", "KERAS_BACKEND")
+    assert "\n" not in str(error.value)
+    assert str(error.value).startswith("KERAS_BACKEND torch: PyTorch is not installed here (install it with pip")
+
+
+def test_a_package_that_a_finder_refuses_counts_as_not_installed(monkeypatch):
+    class Refuse:
+        def find_spec(self, name, path=None, target=None):
+            if name == "refused_backend_package":
+                raise ImportError("blocked")
+            return None
+
+    monkeypatch.setattr(sys, "meta_path", [Refuse(), *sys.meta_path])
+    assert backends.is_installed("refused_backend_package") is False
+    assert backends.is_installed("numpy") is True
+
+
+def test_activating_sets_the_environment_the_workers_inherit(monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    import keras  # this test process runs Keras on its default backend
+
+    current = keras.backend.backend()
+    assert backends.activate(current) == current
+    import os
+
+    assert os.environ["KERAS_BACKEND"] == current
+    other = next(name for name in backends.BACKENDS if name != current)
+    monkeypatch.setattr(backends, "is_installed", lambda name: True)
+    with pytest.raises(StudyError, match=f"Keras is already running on {current}"):
+        backends.activate(other)
+
+
+def test_reading_commands_take_the_first_installed_backend(monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setattr(backends, "activate", lambda flag: flag)
+    monkeypatch.setattr(backends, "is_installed", lambda name: name == "jax")
+    assert backends.activate_for_reading() == "jax"
+    monkeypatch.setattr(backends, "is_installed", lambda name: False)
+    with pytest.raises(StudyError, match="no Keras backend is installed here"):
+        backends.activate_for_reading()
+
+
+@pytest.mark.parametrize("command", ["run", "confirm", "demo"])
+def test_run_confirm_and_demo_refuse_an_unknown_backend_in_one_line_before_any_work(tmp_path, command):
+    write_class_images(tmp_path / "images", {"a": 6, "b": 6})
+    args = {"run": ["run", "--data", "images"], "confirm": ["confirm", "--study-name", "images"],
+            "demo": ["demo"]}[command]
+    result = study_cli(*args, "--backend", "mxnet", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["study: error: --backend 'mxnet': expected one of tensorflow, "
+                                                  "jax, torch"]
+    assert not (tmp_path / "study.db").exists() and "Traceback" not in result.stderr
