@@ -82,3 +82,18 @@ def test_run_confirm_and_demo_refuse_an_unknown_backend_in_one_line_before_any_w
     assert result.stderr.strip().splitlines() == ["study: error: --backend 'mxnet': expected one of tensorflow, "
                                                   "jax, torch"]
     assert not (tmp_path / "study.db").exists() and "Traceback" not in result.stderr
+
+
+def test_the_install_without_tensorflow_lists_every_other_requirement_of_the_package():
+    import configparser
+
+    from tests.conftest import REPO
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    required = [line.strip() for line in config["options"]["install_requires"].splitlines()
+                if line.strip() and not line.strip().startswith("#")]
+    listed = [line.strip() for line in (REPO / "requirements-without-tensorflow.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert [r for r in required if not r.startswith("tensorflow")] == listed
+    assert any(r.startswith("tensorflow") for r in required)  # the default install still brings it

@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import REPO
 
-BENCHMARKS = ["cached_vs_naive", "input_pipeline", "pruning", "memory", "time_to_seven", "gpu", "trial_overhead"]
+BENCHMARKS = ["cached_vs_naive", "input_pipeline", "pruning", "memory", "time_to_seven", "gpu", "trial_overhead",
+              "backends"]
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 backend and writes its report; PyTorch the same where it is installed.
 
 TensorFlow is made unimportable by a `sitecustomize` module on PYTHONPATH, which every Python
-process started from the test (the run, its trial workers, the report) loads first.
+process started from the test (the run, its trial workers, the report) runs at start-up.
 """
 
 from __future__ import annotations
@@ -19,15 +19,26 @@ import pytest
 from tests.conftest import REPO, write_class_images
 
 BLOCKER = '''
+import importlib.abc
+import importlib.machinery
 import sys
 
 
-class BlockTensorFlow:
-    """Any import of tensorflow fails, as on a machine without it."""
+class Unimportable(importlib.abc.Loader):
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"No module named {spec.name!r} (blocked by the test)", name=spec.name)
+
+    def exec_module(self, module):
+        pass
+
+
+class BlockTensorFlow(importlib.abc.MetaPathFinder):
+    """`import tensorflow` fails as on a machine without it; a spec without an origin is still
+    given to `importlib.util.find_spec`, which PyTorch asks and expects not to raise."""
 
     def find_spec(self, name, path=None, target=None):
         if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ImportError(f"{name} is blocked by the test")
+            return importlib.machinery.ModuleSpec(name, Unimportable(), origin=None)
         return None
 
 

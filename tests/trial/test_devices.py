@@ -82,3 +82,12 @@ def test_a_gpu_that_tensorflow_cannot_use_is_explained(tmp_path, monkeypatch):
     assert mixed.returncode == 2 and "Traceback" not in mixed.stderr
     assert mixed.stderr.strip().splitlines()[-1] == ("study: error: --precision mixed needs a GPU, "
                                                      "and TensorFlow sees none on this machine")
+
+
+def test_under_jax_and_torch_the_line_names_the_backend_and_its_own_cuda_install():
+    assert device_line((), [], None, 2, "jax") == "device: CPU (2 cores): JAX sees no GPU"
+    gpu = device_line([{"device": "gpu:0", "name": "NVIDIA H200"}], [H200], None, 16, "jax")
+    assert gpu == "device: GPU: NVIDIA H200 (140 GiB) (Keras on JAX)"
+    unusable = device_line((), [H200], None, 16, "torch")
+    assert unusable.startswith("device: CPU (16 cores): PyTorch sees no GPU, but nvidia-smi finds NVIDIA H200")
+    assert "pip install torch from a CUDA index" in unusable and GPU_EXTRA_HINT not in unusable

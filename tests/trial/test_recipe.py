@@ -187,7 +187,7 @@ def test_the_batch_size_sets_the_steps_of_an_epoch(tmp_path, image_folder):
     for batch in (4, 8):
         job = TrialJob(0, {"head_depth": 1, "dense_units": 8, "dropout": 0.0, "learning_rate": 0.01,
                            "batch_size": batch}, seed=0)
-        train, steps[batch], _ = TrialTrainer()._datasets(setup, job)
+        train, steps[batch], _, _ = TrialTrainer()._datasets(setup, job)
         assert all(len(labels) == batch for _, labels in train.take(3 * steps[batch]))
     n_train = len(np.load(f"{setup.images_dir}/train_y.npy"))
     assert steps == {4: math.ceil(n_train / 4), 8: math.ceil(n_train / 8)}
