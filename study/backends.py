@@ -33,11 +33,13 @@ def requested_backend(flag: str | None) -> str:
 
 
 def is_installed(backend: str) -> bool:
-    """Whether the backend's package can be imported here (found, not imported)."""
+    """Whether the backend's package is installed here: found on disk, not imported."""
     try:
-        return importlib.util.find_spec(backend) is not None
+        spec = importlib.util.find_spec(backend)
     except (ImportError, ValueError):  # a finder that refuses the name, or a broken package
         return False
+    # A spec without a file or folder is no installed package (an import hook that blocks it).
+    return spec is not None and bool(spec.origin or spec.submodule_search_locations)
 
 
 def check_backend(backend: str, source: str = "--backend") -> str:
@@ -69,8 +71,8 @@ def activate(flag: str | None) -> str:
 def activate_for_reading(recorded: str | None = None) -> str:
     """The backend for a command that only loads saved models (evaluate, ensemble, export-model).
 
-    `KERAS_BACKEND` when set; else the one a study recorded, tensorflow, jax or torch, the
-    first that is installed (a saved `.keras` model loads under any of them).
+    `KERAS_BACKEND` when set; else the first installed of the one the study trained on
+    (`recorded`), tensorflow, jax and torch (a saved `.keras` model loads under any of them).
     """
     if os.environ.get(ENVIRONMENT_VARIABLE):
         return activate(None)

@@ -397,7 +397,22 @@ def choose_backend(args: argparse.Namespace) -> None:
             and backends.is_installed("tensorflow"):
         backends.activate("tensorflow")  # SavedModel and TFLite are TensorFlow's formats
     elif args.command in MODEL_READING_COMMANDS:
-        backends.activate_for_reading()
+        backends.activate_for_reading(recorded_backend(args))
+
+
+def recorded_backend(args: argparse.Namespace) -> str | None:
+    """The Keras backend the study named on the command line trained on, when it says; None when
+    it does not or cannot be read here (the command itself then says what is wrong)."""
+    from study.store.record import StudyKey
+    from study.store.storage import load_study, resolve_storage
+
+    study_name = args.study_name or (args.data.resolve().name if getattr(args, "data", None) else None)
+    if not study_name:
+        return None
+    try:
+        return load_study(resolve_storage(args.storage), study_name).user_attrs.get(StudyKey.KERAS_BACKEND)
+    except StudyError:
+        return None
 
 
 def command_line() -> str:

@@ -42,8 +42,15 @@ def test_a_package_that_a_finder_refuses_counts_as_not_installed(monkeypatch):
                 raise ImportError("blocked")
             return None
 
-    monkeypatch.setattr(sys, "meta_path", [Refuse(), *sys.meta_path])
+    class Hide:
+        def find_spec(self, name, path=None, target=None):
+            import importlib.machinery
+
+            return importlib.machinery.ModuleSpec(name, None) if name == "hidden_backend_package" else None
+
+    monkeypatch.setattr(sys, "meta_path", [Refuse(), Hide(), *sys.meta_path])
     assert backends.is_installed("refused_backend_package") is False
+    assert backends.is_installed("hidden_backend_package") is False  # a spec with no file is no package
     assert backends.is_installed("numpy") is True
 
 
@@ -97,3 +104,15 @@ def test_the_install_without_tensorflow_lists_every_other_requirement_of_the_pac
               if line.strip() and not line.startswith("#")]
     assert [r for r in required if not r.startswith("tensorflow")] == listed
     assert any(r.startswith("tensorflow") for r in required)  # the default install still brings it
+
+
+def test_reading_commands_prefer_the_backend_the_study_trained_on(monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setattr(backends, "activate", lambda flag: flag)
+    monkeypatch.setattr(backends, "is_installed", lambda name: True)
+    assert backends.activate_for_reading("torch") == "torch"
+    assert backends.activate_for_reading(None) == "tensorflow"
+    assert backends.activate_for_reading("mxnet") == "tensorflow"  # an unknown record is ignored
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setattr(backends, "activate", lambda flag: flag or "from the environment")
+    assert backends.activate_for_reading("torch") == "from the environment"
