@@ -48,7 +48,7 @@ def check_backend(backend: str, source: str = "--backend") -> str:
         raise StudyError(f"{source} {backend!r}: expected one of {', '.join(BACKENDS)}")
     if not is_installed(backend):
         raise StudyError(f"{source} {backend}: {DISPLAY_NAMES[backend]} is not installed here "
-                         f"(install it with {INSTALL_HINTS[backend]}, or choose another backend)")
+                         f"(install it with {INSTALL_HINTS[backend]}, or choose another with --backend or KERAS_BACKEND)")
     return backend
 
 
@@ -58,7 +58,8 @@ def activate(flag: str | None) -> str:
     Raises a StudyError when the backend is unknown or not installed, or when Keras was
     already imported here under another backend (it cannot switch).
     """
-    source = "--backend" if flag else (ENVIRONMENT_VARIABLE if os.environ.get(ENVIRONMENT_VARIABLE) else "backend")
+    source = "--backend" if flag else (ENVIRONMENT_VARIABLE if os.environ.get(ENVIRONMENT_VARIABLE)
+                                       else "the default backend")
     backend = check_backend(requested_backend(flag), source)
     if "keras" in sys.modules:
         current = sys.modules["keras"].backend.backend()

@@ -276,4 +276,9 @@ def make_augmenter(augment: AugmentConfig, seed: int):
         layers.append(keras.layers.RandomRotation(augment.rotation, fill_mode="reflect", seed=seed + 1))
     if augment.zoom > 0:
         layers.append(keras.layers.RandomZoom(augment.zoom, fill_mode="reflect", seed=seed + 2))
+    if keras.backend.backend() == "jax":
+        # Keras marks rotation and zoom as not XLA-compatible for TensorFlow's image kernel;
+        # JAX's (map_coordinates) compiles, and a model holding them must compile under jax.
+        for layer in layers:
+            layer.supports_jit = True
     return keras.Sequential(layers, name="augment") if layers else None

@@ -44,3 +44,14 @@ def test_an_augmenter_turns_the_batch_into_floats_of_the_same_shape():
     flip = keras.layers.RandomFlip("horizontal", seed=0)
     x, _ = ArrayBatches(images, labels, 3, augmenter=flip)[0]
     assert x.dtype == np.float32 and x.shape == (3, 2, 1, 1)
+
+
+def test_under_jax_the_augmentation_layers_compile_with_xla(monkeypatch):
+    import keras
+
+    from study.config import AugmentConfig
+    from study.data.images import make_augmenter
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    augmenter = make_augmenter(AugmentConfig(), seed=0)
+    assert [layer.supports_jit for layer in augmenter.layers] == [True, True, True]

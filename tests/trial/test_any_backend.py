@@ -91,6 +91,8 @@ def backend_study(tmp_path: Path, backend: str):
                                     "--alpha", "0.25", "--image-size", "32", "--epochs", "8", "--batch-size", "16",
                                     "--backend", backend, cwd=tmp_path, blocker=blocker)
     assert result.returncode == 0, result.stderr[-3000:]
+    # no library noise, and none of Keras' fallbacks (a model it cannot compile with XLA warns)
+    assert "Warning" not in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
     return result, blocker
 
 
