@@ -86,13 +86,13 @@ class Prepared:
 
     resolved_weights: str | None
     gpus: tuple[dict, ...]  # {"device": "/physical_device:GPU:0", "name": "NVIDIA H200"} per GPU the backend sees
-    backend: str = "tensorflow"  # the Keras backend the trials train on
     features_dir: str | None = None
     feature_shape: tuple[int, ...] = ()
     feature_rows: int = 0
     features_computed: bool = False
     seconds: float = 0.0
     device: str = ""  # the run's one-line description, added by the run (see study.trial.devices)
+    backend: str = "tensorflow"  # the Keras backend the trials train on
 
 
 @dataclass
