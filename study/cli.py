@@ -198,12 +198,21 @@ def build_parser() -> argparse.ArgumentParser:
     export_model.add_argument("--study-name", required=True)
     export_model.add_argument("--storage")
     export_model.add_argument("--trial", type=int, metavar="K", help="trial number (default: the most accurate)")
+    export_model.add_argument("--data", type=Path, metavar="DIR",
+                              help="the study's images, when its data folder is not on this machine (test accuracy, "
+                                   "int8 calibration)")
     export_model.add_argument("--format", required=True, metavar="FORMAT", help="keras, saved_model or tflite")
     export_model.add_argument("--quantize", default="none", metavar="Q",
                               help="tflite only: none (float32), float16, int8 (calibrated on training images), or "
                                    "int16x8 (int8 weights, 16-bit activations)")
     export_model.add_argument("--out", type=Path, required=True, metavar="PATH",
                               help="file to write (a folder for saved_model)")
+
+    for command in (run, confirm, evaluate, report, export_model, dashboard, ensemble):
+        command.add_argument("--artifacts", metavar="URL",
+                             help="the study's shared artifact store: a folder, or s3://BUCKET/PREFIX (S3, MinIO, "
+                                  "Ceph, R2; credentials and endpoint from the AWS environment); recorded on the "
+                                  "study by run, found from the storage by later commands")
 
     demo = commands.add_parser("demo", help="a short study on generated images (no data, GPU or network needed)")
     from study.backends import BACKENDS
@@ -249,6 +258,7 @@ def run_command(args: argparse.Namespace) -> int:
                         precision=args.precision, augment_copies=args.cached_augment_copies, jit=args.jit)
     config = RunConfig(
         data_dir=args.data, space=args.space, study_name=args.study_name, storage=args.storage,
+        artifacts=args.artifacts,
         n_trials=args.n_trials, timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,
         split=SplitConfig(args.val_fraction, args.test_fraction), train=train, verbose=args.verbose,
         heartbeat_seconds=args.heartbeat_interval, stage2_top=args.stage2_top,
@@ -272,7 +282,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from study.winners.evaluate import evaluate_folder
 
     study_name = args.study_name or args.data.resolve().name
-    result = evaluate_folder(resolve_storage(args.storage), study_name, args.data, args.batch_size, args.report)
+    result = evaluate_folder(resolve_storage(args.storage), study_name, args.data, args.batch_size, args.report,
+                             artifacts=args.artifacts)
     if args.json:
         print(result.to_json())
     else:
@@ -288,7 +299,8 @@ def report_command(args: argparse.Namespace) -> int:
     from study.report.page import write_report
     from study.store.storage import resolve_storage
 
-    readme = write_report(resolve_storage(args.storage), args.study_name, args.out, show_images=not args.no_images)
+    readme = write_report(resolve_storage(args.storage), args.study_name, args.out, show_images=not args.no_images,
+                          artifacts=args.artifacts)
     print(f"report: {readme}")
     return 0
 
@@ -298,14 +310,15 @@ def confirm_command(args: argparse.Namespace) -> int:
     from study.winners.confirm import run_confirm
 
     return run_confirm(resolve_storage(args.storage), args.study_name, args.top, args.seeds, args.epochs,
-                       args.patience, args.holdout)
+                       args.patience, args.holdout, artifacts=args.artifacts)
 
 
 def ensemble_command(args: argparse.Namespace) -> int:
     from study.store.storage import resolve_storage
     from study.winners.ensemble import run_ensemble
 
-    result = run_ensemble(resolve_storage(args.storage), args.study_name, args.top, args.holdout, args.batch_size)
+    result = run_ensemble(resolve_storage(args.storage), args.study_name, args.top, args.holdout, args.batch_size,
+                          artifacts=args.artifacts)
     print(f"ensemble of {result['top']} (trials {', '.join(map(str, result['members']))}): test accuracy "
           f"{result['test_accuracy']:.4f} on {result['test_images']} images; the best trial alone "
           f"{result['best_test_accuracy']:.4f}")
@@ -336,7 +349,7 @@ def dashboard_command(args: argparse.Namespace) -> int:
     from study.store.dashboard import serve_dashboard
     from study.store.storage import resolve_storage
 
-    return serve_dashboard(resolve_storage(args.storage), args.host, args.port)
+    return serve_dashboard(resolve_storage(args.storage), args.host, args.port, artifacts=args.artifacts)
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -358,14 +371,15 @@ def export_model_command(args: argparse.Namespace) -> int:
 
     check_request(args.format, args.quantize, args.out)
     result = export_model(resolve_storage(args.storage), args.study_name, args.trial, args.format, args.quantize,
-                          args.out)
+                          args.out, artifacts=args.artifacts, data_dir=args.data)
     kind = args.format + ("" if args.quantize == "none" else f" {args.quantize}")
     keras_size = f" (the .keras model: {size(result['keras_bytes'])})" if result["keras_bytes"] else ""
     runner = {"tflite": "TFLite interpreter", "saved_model": "SavedModel serve", "keras": "Keras"}[args.format]
     print(f"exported trial {result['trial']} ({result['source']}) as {kind}: {args.out}")
     print(f"size: {size(result['bytes'])}{keras_size}")
-    print(f"test accuracy: {result['accuracy']:.4f} ({runner}, {result['n_images']} images), "
-          f"Keras model {result['keras_accuracy']:.4f}")
+    if result["accuracy"] is not None:
+        print(f"test accuracy: {result['accuracy']:.4f} ({runner}, {result['n_images']} images), "
+              f"Keras model {result['keras_accuracy']:.4f}")
     return 0
 
 

@@ -60,6 +60,7 @@ class RunConfig:
     space: str = "default"  # a name in search_spaces/ or a path to a .toml file
     study_name: str | None = None  # defaults to the data folder's name
     storage: str | None = None  # defaults to sqlite:///study.db in the working folder
+    artifacts: str | None = None  # --artifacts: a shared store (folder or s3://BUCKET/PREFIX), recorded on the study
     n_trials: int | None = None  # the study's total; defaults to the space file's n_trials
     timeout: float | None = None
     sampler: str = "tpe"  # Optuna's default; "qmc" explores more evenly at first

@@ -87,14 +87,20 @@ def params_text(trial) -> str:
     return ", ".join(parts)
 
 
-def write_report(location: StorageLocation, study_name: str, out_dir: Path, show_images: bool = True) -> Path:
+def write_report(location: StorageLocation, study_name: str, out_dir: Path, show_images: bool = True,
+                 artifacts: str | None = None) -> Path:
     """Extract, draw and write the report of one study; returns the README path.
 
-    Without `show_images`, no figure shows the data's own images (thumbnails of mistakes)."""
+    Without `show_images`, no figure shows the data's own images (thumbnails of mistakes).
+    A study with a shared artifact store (`artifacts`, or the one it recorded) has its best
+    model's predictions fetched from there."""
+    from study.store.artifacts import fetch_best, study_store
+
     storage = open_storage(location)
     study = load_study(location, study_name, storage)
     trials = study.get_trials(deepcopy=False)
     attrs = study.user_attrs
+    fetch_best(location, study_name, trials, *study_store(location, attrs, artifacts, study_name))
     folder = out_dir / study_file_stem(study_name)
     figures = folder / "figures"
     figures.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ class Objective:
     def __init__(self, space: SearchSpace, setup: RunSetup, runtime, model_path: Path, meta_path: Path,
                  artifact_store=None, trial_timeout: float | None = None, job_options: dict | None = None,
                  live_line=None, objectives: tuple[str, ...] = ("accuracy",), top_dir: Path | None = None,
-                 keep_top: int = 0):
+                 keep_top: int = 0, shared_store: bool = False):
         self.space = space
         self.setup = setup
         self.train = setup.train
@@ -38,6 +38,9 @@ class Objective:
         self.model_path = model_path
         self.meta_path = meta_path
         self.artifact_store = artifact_store  # None: no dashboard artifacts or notes
+        # run --artifacts: the store every machine reads, so the best model's predictions and
+        # metadata and the kept models go there too (study.store.artifacts)
+        self.shared_store = shared_store and artifact_store is not None
         self.trial_timeout = trial_timeout
         self.job_options = job_options or {}  # TrialJob fields: kind, unfreeze_blocks, lr_factor
         self.live_line = live_line  # progress.LiveTrialLine, or None
@@ -107,6 +110,8 @@ class Objective:
             self._keep_top_models(trial, Path(job.keep_model_dir), result)
         if job.keep_model_dir:
             self._keep_front_models(trial, Path(job.keep_model_dir), result)
+            if self.shared_store:
+                self._upload_kept_model(trial, Path(job.keep_model_dir))
         self._record_artifacts(trial, params, "COMPLETE", result.history, result.best_epoch, result.test_accuracy)
         if self._is_new_best(trial, result.best_val_accuracy):
             self._save_best(trial, result.best_val_accuracy, result.test_accuracy, params)
@@ -204,6 +209,42 @@ class Objective:
             print(f"warning: trial {trial.number}: best model not saved ({reason})", file=sys.stderr, flush=True)
             return
         if saved and self.artifact_store is not None:
-            from study.store.artifacts import upload_model
+            from study.store.artifacts import upload_file, upload_model
+            from study.store.record import predictions_path
 
-            trial.set_user_attr(TrialKey.MODEL_ARTIFACT_ID, upload_model(self.artifact_store, trial, self.model_path))
+            try:
+                trial.set_user_attr(TrialKey.MODEL_ARTIFACT_ID,
+                                    upload_model(self.artifact_store, trial, self.model_path))
+                if self.shared_store:
+                    predictions = predictions_path(self.model_path)
+                    if predictions.is_file():
+                        trial.set_user_attr(TrialKey.PREDICTIONS_ARTIFACT_ID, upload_file(
+                            self.artifact_store, trial, predictions, "application/octet-stream"))
+                    # last: readers take a trial as uploaded once this id is set
+                    trial.set_user_attr(TrialKey.BEST_META_ARTIFACT_ID, upload_file(
+                        self.artifact_store, trial, self.meta_path, "application/json"))
+            except Exception as error:
+                self._upload_failed(trial, "best model", error)
+
+    def _upload_kept_model(self, trial: optuna.Trial, kept_dir: Path) -> None:
+        """Put a kept (front or top-K) model in the shared store, for export-model and ensemble anywhere."""
+        from study.store.artifacts import upload_file
+        from study.store.record import kept_model_name
+
+        for folder in (kept_dir, self.top_dir):
+            path = folder / kept_model_name(trial.number) if folder is not None else None
+            if path is not None and path.is_file():
+                try:
+                    trial.set_user_attr(TrialKey.KEPT_MODEL_ARTIFACT_ID,
+                                        upload_file(self.artifact_store, trial, path, "application/zip"))
+                except Exception as error:
+                    self._upload_failed(trial, "kept model", error)
+                return
+
+    @staticmethod
+    def _upload_failed(trial: optuna.Trial, what: str, error: Exception) -> None:
+        from study.store.artifact_store import store_error_reason
+
+        reason = f"{what} not uploaded: {store_error_reason(error)}"
+        trial.set_user_attr(TrialKey.SAVE_ERROR, reason)
+        print(f"warning: trial {trial.number}: {reason}", file=sys.stderr, flush=True)

@@ -29,7 +29,7 @@ from study.search.objective import Objective
 from study.search.progress import LiveTrialLine, format_trial_line
 from study.space.objectives import OBJECTIVES, directions_of
 from study.space.spec import SearchSpace, apply_run_flags, check_recipe_fits, load_space, seed_trial_params, values_of
-from study.store.artifacts import artifact_store
+from study.store.artifacts import given_url, open_checked, settle_store_url, study_store
 from study.store.record import (
     FEATURE_CACHE_DIR_NAME,
     IMAGE_CACHE_DIR_NAME,
@@ -289,6 +289,8 @@ def run_study(config: RunConfig) -> int:
     check_writable(location.files_dir)
     study_name = config.study_name or config.data_dir.resolve().name
     check_weights_file(train.weights)
+    if config.artifacts:  # an unreachable store stops the run here, before the photos are even read
+        open_checked(given_url(config.artifacts))
 
     started = time.perf_counter()
     data = load_splits(config.data_dir, train.image_size, config.split, train.seed)
@@ -313,7 +315,8 @@ def run_study(config: RunConfig) -> int:
 
             model_path, meta_path = best_model_paths(location, study_name + STAGE2_SUFFIX)
             arguments = dict(space=space, setup=setup, runtime=runtime, model_path=model_path, meta_path=meta_path,
-                             artifact_store=artifact_store(location), trial_timeout=config.trial_timeout)
+                             artifact_store=study_store(location, study.user_attrs, config.artifacts, study_name)[0],
+                             trial_timeout=config.trial_timeout)
             stage2 = run_stage_two(study, storage, arguments, config.stage2_top, config.unfreeze_blocks,
                                    config.stage2_lr_factor)
             print_summary(stage2, location, stage2.study_name)
@@ -352,9 +355,14 @@ def open_run_study(config: RunConfig, space: SearchSpace, location, study_name: 
                            "--study-name") from None
     check_resumable(study, space, data, train, config.objectives)
     study_patience(study, train.patience)  # refused here, before this run leaves a trace on the study
+    store_url = settle_store_url(study.user_attrs, config.artifacts, study_name, location)
+    if store_url and not config.artifacts:  # recorded by the run that created the study: check it too
+        open_checked(store_url)
     if not study.user_attrs:
         for key, value in study_attrs(config, space, data, prepared).items():
             study.set_user_attr(key, value)
+        if store_url:
+            study.set_user_attr(StudyKey.ARTIFACTS, store_url)
         study.set_user_attr(StudyKey.OBJECTIVES, list(config.objectives))
         study.set_metric_names([OBJECTIVES[name].metric for name in config.objectives])
     commands = list(study.user_attrs.get(StudyKey.COMMAND_LINES, []))
@@ -381,7 +389,11 @@ def optimize_to_total(config: RunConfig, space: SearchSpace, location, study, st
     total = config.n_trials or space.n_trials
     deadline = time.monotonic() + config.timeout if config.timeout else None
     model_path, meta_path = best_model_paths(location, study_name)
-    objective = Objective(space, setup, runtime, model_path, meta_path, artifact_store=artifact_store(location),
+    store, store_url = study_store(location, study.user_attrs, config.artifacts, study_name)
+    if store_url:
+        print(f"artifacts: {store_url}", flush=True)
+    objective = Objective(space, setup, runtime, model_path, meta_path, artifact_store=store,
+                          shared_store=store_url is not None,
                           trial_timeout=config.trial_timeout, live_line=LiveTrialLine(),
                           objectives=config.objectives, top_dir=top_models_dir(location, study_name),
                           keep_top=config.keep_top,

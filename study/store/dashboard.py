@@ -17,23 +17,30 @@ import time
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from study import interrupts
-from study.store.artifacts import artifact_dir, artifact_store
+from study.store.artifacts import artifact_dir, stores_of_storage
 from study.store.storage import StorageLocation, open_storage
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-def serve_dashboard(location: StorageLocation, host: str = "127.0.0.1", port: int = 8080) -> int:
-    """Serve until interrupted; returns the exit code."""
+def dashboard_app(location: StorageLocation, artifacts: str | None = None):
+    """optuna-dashboard's WSGI app on the storage, serving the artifacts of every study in it:
+    the folder beside the storage and each shared store a study recorded (and `artifacts`)."""
     import optuna_dashboard
 
+    store, urls = stores_of_storage(location, artifacts)
+    return optuna_dashboard.wsgi(open_storage(location), artifact_store=store), urls
+
+
+def serve_dashboard(location: StorageLocation, host: str = "127.0.0.1", port: int = 8080,
+                    artifacts: str | None = None) -> int:
+    """Serve until interrupted; returns the exit code."""
     if host not in LOOPBACK_HOSTS:
         print(f"warning: serving on {host}: anyone who can reach this port sees and can edit the studies "
               "(optuna-dashboard has no login)", file=sys.stderr, flush=True)
-    storage = open_storage(location)
-    app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store(location))
-    print(f"dashboard: http://{host}:{port}/  storage {location.display}  artifacts {artifact_dir(location)}",
-          flush=True)
+    app, urls = dashboard_app(location, artifacts)
+    print(f"dashboard: http://{host}:{port}/  storage {location.display}  artifacts "
+          f"{', '.join([str(artifact_dir(location)), *urls])}", flush=True)
     serve_until_signal(app, host, port)
     return 0
 

@@ -38,6 +38,7 @@ class StudyKey:
     GPUS = "gpus"
     DEVICE = "device"
     KERAS_BACKEND = "keras_backend"  # tensorflow, jax or torch: what the run that created the study trained on
+    ARTIFACTS = "artifact_store"  # run --artifacts URL (a folder or s3://BUCKET/PREFIX; never a secret)
     ISOLATION = "isolation"
     EXPLICIT_FLAGS = "explicit_flags"  # run flags given on the command line (they narrow the space)
     PACKAGES = "packages"
@@ -71,6 +72,10 @@ class TrialKey:
     KERAS_BACKEND = "keras_backend"  # the Keras backend the trial trained on
     SAVE_ERROR = "save_error"
     MODEL_ARTIFACT_ID = "model_artifact_id"
+    # Studies with a shared artifact store (run --artifacts): what a later command on any machine fetches.
+    PREDICTIONS_ARTIFACT_ID = "predictions_artifact_id"  # the best model's test predictions (.npz)
+    BEST_META_ARTIFACT_ID = "best_meta_artifact_id"  # the best model's metadata (.json)
+    KEPT_MODEL_ARTIFACT_ID = "kept_model_artifact_id"  # a front or top-K trial's inference model
     HEAD_ONLY_VAL_ACCURACY = "head_only_val_accuracy"  # two-stage, stage 2: before the base was unfrozen
     HOLDOUT_ACCURACY = "holdout_accuracy"
     HOLDOUT_CORRECT = "holdout_correct"  # per held-out image: 1 if right

@@ -24,7 +24,7 @@ from study.search.objective import Objective
 from study.search.progress import LiveTrialLine, format_trial_line
 from study.search.runner import check_weights_file, fail_abandoned_trials, space_shapes, start_runtime
 from study.space.spec import space_of_study
-from study.store.artifacts import artifact_store
+from study.store.artifacts import artifact_store, open_checked, settle_store_url
 from study.store.record import BUDGET_KEYS, StudyKey, TrialKey, confirm_study_name, top_trials
 from study.store.storage import StorageLocation, best_model_paths, claim_single_writer, load_study, open_storage
 
@@ -47,7 +47,8 @@ def train_config_from(attrs: dict) -> TrainConfig:
 
 
 def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds: int = 3,
-                epochs: int | None = None, patience: int | None = None, holdout_dir: Path | None = None) -> int:
+                epochs: int | None = None, patience: int | None = None, holdout_dir: Path | None = None,
+                artifacts: str | None = None) -> int:
     """Retrain the chosen configurations `seeds` times each; returns the exit code.
 
     `epochs` replaces the study's epoch budget, `patience` stops a run once that many epochs
@@ -75,6 +76,8 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
         raise StudyError(f"--patience {patience} must be below the epoch budget ({train.epochs}), "
                          "or no run could stop early")
     check_weights_file(train.weights)
+    store_url = settle_store_url(attrs, artifacts, study_name, location)
+    store = open_checked(store_url) if store_url else None  # checked before any run is enqueued
     split = SplitConfig(**attrs.get(StudyKey.SPLIT, {}))
     data = load_splits(attrs[StudyKey.DATA_DIR], train.image_size, split, attrs[StudyKey.SPLIT_SEED])
     if data.fingerprint != attrs[StudyKey.DATA_FINGERPRINT]:
@@ -98,14 +101,17 @@ def run_confirm(location: StorageLocation, study_name: str, top: int = 3, seeds:
                                             shapes=shapes)
     try:
         return confirm_runs(location, storage, study_name, chosen, seeds, space, setup, runtime, budget,
-                            job_options)
+                            job_options, store=store, shared=store is not None)
     finally:
         runtime.close()
 
 
 def confirm_runs(location, storage, study_name: str, chosen, seeds: int, space, setup, runtime,
-                 budget: dict | None = None, job_options: dict | None = None) -> int:
-    """Enqueue the missing (configuration, seed) runs of this budget and train them in the runtime."""
+                 budget: dict | None = None, job_options: dict | None = None, store=None, shared: bool = False) -> int:
+    """Enqueue the missing (configuration, seed) runs of this budget and train them in the runtime.
+
+    `store`: where the runs' artifacts go (default: the folder beside the storage); `shared`:
+    it is the study's shared store, so the best run's model goes there as well."""
     budget = budget or {TrialKey.CONFIRM_EPOCHS: setup.train.epochs, TrialKey.CONFIRM_PATIENCE: None,
                         TrialKey.HOLDOUT_FINGERPRINT: None}
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed runs are shown with their reason
@@ -139,8 +145,9 @@ def confirm_runs(location, storage, study_name: str, chosen, seeds: int, space, 
           f"{missing} run(s) to do", flush=True)
     if missing:
         model_path, meta_path = best_model_paths(location, name)
-        objective = Objective(space, setup, runtime, model_path, meta_path, artifact_store=artifact_store(location),
-                              live_line=LiveTrialLine(), job_options=job_options)
+        objective = Objective(space, setup, runtime, model_path, meta_path,
+                              artifact_store=store if store is not None else artifact_store(location),
+                              shared_store=shared, live_line=LiveTrialLine(), job_options=job_options)
         with interrupts.deferred():
             confirm.optimize(objective, n_trials=missing, catch=(Exception,), gc_after_trial=True,
                              callbacks=[lambda s, t: print(format_trial_line(s, t), flush=True),

@@ -25,13 +25,19 @@ def average_probabilities(member_probabilities: list[np.ndarray]) -> np.ndarray:
     return np.mean(np.stack([np.asarray(p, dtype=np.float64) for p in member_probabilities]), axis=0)
 
 
-def members_of(study, location: StorageLocation, top: int) -> list[tuple]:
-    """(trial, model path) of the `top` most accurate trials; StudyError when one was not kept."""
+def members_of(study, location: StorageLocation, top: int, artifacts: str | None = None) -> list[tuple]:
+    """(trial, model path) of the `top` most accurate trials, fetched from the study's shared store
+    when it has one; StudyError when one was not kept."""
+    from study.store.artifacts import fetch_kept, study_store
+
     trials = top_trials(study.get_trials(deepcopy=False), top, include_seeds=True)
     if len(trials) < top:
         raise StudyError(f"--top {top}: study '{study.study_name}' has only {len(trials)} completed trial(s)")
     folder = top_models_dir(location, study.study_name)
     members = [(t, folder / kept_model_name(t.number)) for t in trials]
+    store, url = study_store(location, study.user_attrs, artifacts, study.study_name)
+    for trial, path in members:
+        fetch_kept(trial, path, store, url)
     missing = [t.number for t, path in members if not path.is_file()]
     if missing:
         raise StudyError(f"--top {top}: the model of trial {missing[0]} is not kept in '{folder}' (run the study "
@@ -40,7 +46,7 @@ def members_of(study, location: StorageLocation, top: int) -> list[tuple]:
 
 
 def run_ensemble(location: StorageLocation, study_name: str, top: int, holdout_dir: Path | None = None,
-                 batch_size: int = 32) -> dict:
+                 batch_size: int = 32, artifacts: str | None = None) -> dict:
     """Score the ensemble of the `top` best trials; returns (and records on the study) its numbers."""
     from study.config import SplitConfig
     from study.data.holdout import prepare_holdout
@@ -54,7 +60,7 @@ def run_ensemble(location: StorageLocation, study_name: str, top: int, holdout_d
     attrs = study.user_attrs
     if StudyKey.TRAIN not in attrs:
         raise StorageError(f"study '{study_name}' was not made by `python -m study run`")
-    members = members_of(study, location, top)
+    members = members_of(study, location, top, artifacts)
     sizes = {int(param_value(t, "image_size") or attrs[StudyKey.TRAIN]["image_size"]) for t, _ in members}
     if len(sizes) > 1:
         raise StudyError(f"--top {top}: the members take images of {sorted(sizes)} px; an ensemble here takes "

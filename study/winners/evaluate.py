@@ -28,13 +28,18 @@ class Evaluation:
                            "per_class": self.per_class}, ensure_ascii=False)
 
 
-def load_best_metadata(location: StorageLocation, study_name: str) -> tuple[Path, dict]:
-    """The best model's path and metadata; StorageError when the study has none."""
+def load_best_metadata(location: StorageLocation, study_name: str, artifacts: str | None = None) -> tuple[Path, dict]:
+    """The best model's path and metadata (fetched from the study's shared store when it has
+    one); StorageError when the study has none."""
     import optuna
+
+    from study.store.artifacts import fetch_best, study_store
 
     study = load_study(location, study_name)
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         raise StorageError(f"study '{study_name}' has no completed trial yet: run it first")
+    fetch_best(location, study_name, study.get_trials(deepcopy=False),
+               *study_store(location, study.user_attrs, artifacts, study_name))
     model_path, meta_path = best_model_paths(location, study_name)
     if not model_path.is_file() or not meta_path.is_file():
         raise StorageError(f"best model of study '{study_name}' not found at '{model_path}'")
@@ -53,14 +58,14 @@ def accuracy_by_class(true: np.ndarray, predicted: np.ndarray, class_names: list
 
 
 def evaluate_folder(location: StorageLocation, study_name: str, data_dir: Path, batch_size: int = 32,
-                    report_dir: Path | None = None) -> Evaluation:
+                    report_dir: Path | None = None, artifacts: str | None = None) -> Evaluation:
     """Run the study's best model over every readable image of `data_dir`; with `report_dir`,
     also write "Where the best model fails" for these images to `report_dir/README.md`."""
     import keras
 
     from study.store.predictions import make_predictions
 
-    model_path, meta = load_best_metadata(location, study_name)
+    model_path, meta = load_best_metadata(location, study_name, artifacts)
     if report_dir is not None:
         check_report_dir(report_dir)
     decoded = decode_folder(data_dir, meta["image_size"])

@@ -84,9 +84,15 @@ def trial_params(trial, space) -> dict:
             for spec in space.parameters}
 
 
-def export_model(location, study_name: str, trial_number: int | None, fmt: str, quantize: str, out: Path) -> dict:
-    """Export one trial's model to `out` and measure it; returns what was printed, as numbers."""
+def export_model(location, study_name: str, trial_number: int | None, fmt: str, quantize: str, out: Path,
+                 artifacts: str | None = None, data_dir: Path | None = None) -> dict:
+    """Export one trial's model to `out` and measure it; returns what was printed, as numbers.
+
+    The model comes from the study's files, fetched from its shared store when it has one.
+    Without the study's images on this machine (and no `data_dir`), the export is not measured
+    (accuracy None) and one line says so."""
     check_request(fmt, quantize, out)
+    from study.store.artifacts import fetch_best, fetch_kept, study_store
     from study.store.record import kept_model_name
     from study.store.storage import best_model_paths, front_models_dir, load_study
 
@@ -95,19 +101,25 @@ def export_model(location, study_name: str, trial_number: int | None, fmt: str, 
     if StudyKey.TRAIN not in attrs:
         raise StorageError(f"study '{study_name}' was not made by `python -m study run`")
     trial = choose_trial(study, trial_number)
-    data, train, space, params = study_data(attrs, trial)
+    store, url = study_store(location, attrs, artifacts, study_name)
+    fetch_best(location, study_name, study.get_trials(deepcopy=False), store, url)
+    images = Path(data_dir) if data_dir is not None else Path(attrs[StudyKey.DATA_DIR])
+    data, train, space, params = study_data(attrs, trial, images)
     model_path, meta_path = best_model_paths(location, study_name)
     saved = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
 
     import keras
 
     kept = front_models_dir(location, study_name) / kept_model_name(trial.number)
-    if kept.is_file():
+    if fetch_kept(trial, kept, store, url):
         model = keras.models.load_model(kept, compile=False)
         how = "its model, kept as a front trial's"
     elif saved.get("trial_number") == trial.number and model_path.is_file():
         model = keras.models.load_model(model_path, compile=False)
         how = "the study's saved best model"
+    elif data is None:
+        raise StudyError(f"trial {trial.number}: its model was not kept, and training it again needs the study's "
+                         f"images, which are not at '{images}' (give --data DIR)")
     else:
         print(f"trial {trial.number}: its model was not kept (only the front's and the best are); training "
               f"it again with its parameters and seed ({train.epochs} epochs, mode {train.mode}), which gives "
@@ -115,6 +127,12 @@ def export_model(location, study_name: str, trial_number: int | None, fmt: str, 
         model = retrain(location, attrs, train, space, trial, params, data)
         how = "trained again"
     image_size = int(params.get("image_size", train.image_size))
+    if data is None:
+        if quantize in ("int8", "int16x8"):
+            raise StudyError(f"--quantize {quantize} calibrates on the study's training images, which are not at "
+                             f"'{images}' (give --data DIR)")
+        print(f"test accuracy: not measured: the study's images are not at '{images}' (give --data DIR)", flush=True)
+        return export_unmeasured(model, trial, fmt, quantize, out, how, image_size)
     x_test, y_test = data.x["test"], data.y["test"]
     keras_accuracy = float((predict_keras(model, x_test).argmax(1) == y_test).mean())
 
@@ -144,8 +162,9 @@ def export_model(location, study_name: str, trial_number: int | None, fmt: str, 
     return result
 
 
-def study_data(attrs: dict, trial):
-    """The study's splits at the trial's image size (checked unchanged), its settings, space and parameters."""
+def study_data(attrs: dict, trial, images: Path | None = None):
+    """The study's splits at the trial's image size (checked unchanged; None when `images`, the
+    study's data folder by default, is not on this machine), its settings, space and parameters."""
     from study.config import SplitConfig, train_config_from_record
     from study.data.images import load_splits
     from study.space.spec import space_of_study
@@ -153,12 +172,33 @@ def study_data(attrs: dict, trial):
     train = train_config_from_record(attrs[StudyKey.TRAIN])
     space = space_of_study(attrs)
     params = trial_params(trial, space)
+    images = Path(attrs[StudyKey.DATA_DIR]) if images is None else images
+    if not images.is_dir():
+        return None, train, space, params
     split = SplitConfig(**attrs.get(StudyKey.SPLIT, {}))
-    data = load_splits(Path(attrs[StudyKey.DATA_DIR]), int(params.get("image_size", train.image_size)), split,
-                       attrs[StudyKey.SPLIT_SEED])
+    data = load_splits(images, int(params.get("image_size", train.image_size)), split, attrs[StudyKey.SPLIT_SEED])
     if data.fingerprint != attrs[StudyKey.DATA_FINGERPRINT]:
-        raise StorageError(f"the images in '{attrs[StudyKey.DATA_DIR]}' changed since the study ran")
+        raise StorageError(f"the images in '{images}' changed since the study ran")
     return data, train, space, params
+
+
+def export_unmeasured(model, trial, fmt: str, quantize: str, out: Path, how: str, image_size: int) -> dict:
+    """Write the export without the study's images: no accuracy, no int8 calibration."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "keras":
+        from study.trial.cost import inference_copy
+
+        inference_copy(model).save(out)
+    elif fmt == "saved_model":
+        if out.exists():
+            out.rmdir()
+        model.export(str(out), format="tf_saved_model", verbose=False)
+    else:
+        out.write_bytes(to_tflite(model, quantize, np.zeros((0, image_size, image_size, 3), np.uint8)))
+    result = {"trial": trial.number, "format": fmt, "quantize": quantize, "bytes": path_bytes(out),
+              "accuracy": None, "keras_accuracy": None, "keras_bytes": trial.user_attrs.get(CostKey.MODEL_BYTES),
+              "n_images": 0, "image_size": image_size, "source": how}
+    return result  # not recorded: the report compares measured exports only
 
 
 def retrain(location, attrs: dict, train, space, trial, params: dict, data):
