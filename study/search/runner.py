@@ -314,8 +314,9 @@ def run_study(config: RunConfig) -> int:
             from study.search.two_stage import run_stage_two
 
             model_path, meta_path = best_model_paths(location, study_name + STAGE2_SUFFIX)
+            store, store_url = study_store(location, study.user_attrs, config.artifacts, study_name)
             arguments = dict(space=space, setup=setup, runtime=runtime, model_path=model_path, meta_path=meta_path,
-                             artifact_store=study_store(location, study.user_attrs, config.artifacts, study_name)[0],
+                             artifact_store=store, shared_store=store_url is not None,
                              trial_timeout=config.trial_timeout)
             stage2 = run_stage_two(study, storage, arguments, config.stage2_top, config.unfreeze_blocks,
                                    config.stage2_lr_factor)
