@@ -68,6 +68,16 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def sampler_seed(sampler: str, seed: int, scheme: str, pid: int | None = None) -> int:
+    """The sampler's seed in this worker: `seed`, except for random and TPE sampling on a storage
+    for parallel workers, where each worker adds its process id. Workers started together with
+    one seed would otherwise propose the same configurations until TPE has history. QMC keeps
+    the seed: its one sequence is shared through the storage."""
+    if sampler == "qmc" or scheme == "sqlite":
+        return seed
+    return seed + (os.getpid() if pid is None else pid)
+
+
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     """The pruner named on the command line, sized to the epoch budget."""
     if name == "median":
@@ -349,7 +359,8 @@ def open_run_study(config: RunConfig, space: SearchSpace, location, study_name: 
     try:
         study = optuna.create_study(
             storage=storage, study_name=study_name, directions=directions_of(config.objectives), load_if_exists=True,
-            sampler=make_sampler(config.sampler, train.seed), pruner=make_pruner(config.pruner, train.epochs),
+            sampler=make_sampler(config.sampler, sampler_seed(config.sampler, train.seed, location.scheme)),
+            pruner=make_pruner(config.pruner, train.epochs),
         )
     except ValueError as error:  # an existing study with other directions
         raise StorageError(f"study '{study_name}': {error}; use the study's --objectives or another "

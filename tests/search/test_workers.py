@@ -174,3 +174,19 @@ def test_workers_starting_together_on_a_new_database_all_get_in(postgres_url):
     finally:
         with admin.connect() as connection:
             connection.execute(sqlalchemy.text(f"DROP DATABASE {fresh}"))
+
+
+def test_parallel_workers_seed_their_samplers_apart_but_share_a_qmc_sequence():
+    from study.search.runner import make_sampler, sampler_seed
+
+    assert sampler_seed("tpe", 0, "sqlite", pid=11) == 0  # one worker: reproducible
+    assert sampler_seed("tpe", 0, "postgresql", pid=11) != sampler_seed("tpe", 0, "postgresql", pid=12)
+    assert sampler_seed("qmc", 3, "postgresql", pid=11) == 3
+    first, second = (make_sampler("random", sampler_seed("random", 0, "journal", pid=pid)) for pid in (11, 12))
+    import optuna
+
+    distributions = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    values = [s.sample_independent(optuna.create_study(), optuna.trial.create_trial(value=0.0, params={"x": 0.5},
+                                                                                      distributions=distributions),
+                                   "x", distributions["x"]) for s in (first, second)]
+    assert values[0] != values[1]
