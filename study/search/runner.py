@@ -371,10 +371,10 @@ def open_run_study(config: RunConfig, space: SearchSpace, location, study_name: 
     if store_url and not config.artifacts:  # recorded by the run that created the study: check it too
         open_checked(store_url)
     if not study.user_attrs:
+        if store_url:  # first: a worker starting beside this one must not see a study without it
+            study.set_user_attr(StudyKey.ARTIFACTS, store_url)
         for key, value in study_attrs(config, space, data, prepared).items():
             study.set_user_attr(key, value)
-        if store_url:
-            study.set_user_attr(StudyKey.ARTIFACTS, store_url)
         study.set_user_attr(StudyKey.OBJECTIVES, list(config.objectives))
         study.set_metric_names([OBJECTIVES[name].metric for name in config.objectives])
     commands = list(study.user_attrs.get(StudyKey.COMMAND_LINES, []))

@@ -57,12 +57,12 @@ def given_url(flag: str | None) -> str | None:
 
 def settle_store_url(attrs: dict, flag: str | None, study_name: str, location: StorageLocation) -> str | None:
     """The shared store of a study: the recorded one, which a `--artifacts` must match; None for a
-    study without one (its files live beside the storage). `attrs` empty: a new study, which
-    takes the given URL."""
+    study without one (its files live beside the storage). A study not yet recorded (no
+    settings; the run creating it records the URL before anything else) takes the given URL."""
     given = given_url(flag)
-    if not attrs:
-        return given
     recorded = attrs.get(StudyKey.ARTIFACTS)
+    if recorded is None and StudyKey.TRAIN not in attrs:  # new, or being created by a worker beside this one
+        return given
     if given is not None and given != recorded:
         if recorded:
             raise StudyError(f"--artifacts {given}: study '{study_name}' keeps its artifacts in {recorded}; "

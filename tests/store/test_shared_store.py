@@ -119,6 +119,9 @@ def test_a_study_keeps_the_store_it_was_created_with(tmp_path):
     with pytest.raises(StudyError, match="was created without --artifacts"):
         settle_store_url({StudyKey.TRAIN: {}}, "s3://b/p", "food", location)
     assert settle_store_url({StudyKey.TRAIN: {}}, None, "food", location) is None  # today's behaviour
+    # a worker started beside the one creating the study sees the URL, recorded first, before the rest
+    assert settle_store_url({StudyKey.ARTIFACTS: "s3://b/p"}, "s3://b/p", "food", location) == "s3://b/p"
+    assert settle_store_url({StudyKey.OBJECTIVES: ["accuracy"]}, "s3://b/p", "food", location) == "s3://b/p"
 
 
 def test_a_reader_takes_the_best_trial_whose_upload_finished(tmp_path):
