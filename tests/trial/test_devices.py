@@ -54,9 +54,10 @@ def tiny_study(tmp_path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_run_says_where_it_trains_and_the_study_keeps_it(tmp_path):
+def test_run_says_where_it_trains_and_the_study_keeps_it(tmp_path, monkeypatch):
     if shutil.which("nvidia-smi"):
         pytest.skip("this machine has nvidia-smi")
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)  # the default backend
     result = study_cli(*tiny_study(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     line = f"device: CPU ({os.cpu_count()} cores): TensorFlow sees no GPU"
@@ -64,6 +65,8 @@ def test_run_says_where_it_trains_and_the_study_keeps_it(tmp_path):
     assert result.stdout.index(line) < result.stdout.index("trial   0")  # said before the first trial
     study = optuna.load_study(study_name="images", storage=f"sqlite:///{tmp_path}/study.db")
     assert study.user_attrs["device"] == line and study.user_attrs["gpus"] == []
+    assert study.user_attrs["keras_backend"] == "tensorflow"
+    assert {t.user_attrs["keras_backend"] for t in study.trials} == {"tensorflow"}
 
 
 @pytest.mark.slow
