@@ -23,33 +23,13 @@ from pathlib import Path
 
 from common import REPO, machine, table
 
-SPACE = """
-[params.head_depth]
-role = "scientific"
-low = 1
-high = 2
-[params.dense_units]
-role = "scientific"
-low = 8
-high = 32
-[params.learning_rate]
-role = "scientific"
-low = 1e-4
-high = 1e-1
-log = true
-[params.dropout]
-role = "fixed"
-value = 0.5
-"""
-
-
 def worker_folder(root: Path, name: str) -> Path:
     """A worker's own folder with its copy of the photos (generated with one seed: the same photos)."""
-    from tests.conftest import write_class_images
+    from tests.conftest import SMALL_SPACE, write_class_images
 
     folder = root / name
     write_class_images(folder / "images", {"a": 16, "b": 16}, size=32)
-    (folder / "space.toml").write_text(f"n_trials = 1000\n{SPACE}")
+    (folder / "space.toml").write_text(f"n_trials = 1000\n{SMALL_SPACE}")
     return folder
 
 
