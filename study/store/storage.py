@@ -204,7 +204,9 @@ def exclusive_section(location: StorageLocation, storage, name: str):
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                 connection.commit()
     elif location.scheme == "journal":
-        lock_path = location.local_file.with_name(location.local_file.name + ".lock")
+        # Not `<log>.lock`: Optuna's own journal lock is that file's existence, so a file of that
+        # name left here would make every later journal write wait out Optuna's 30 s grace period.
+        lock_path = location.local_file.with_name(location.local_file.name + ".section.lock")
         with open(lock_path, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+
+import optuna
 import pytest
 
 from study.errors import StorageError
@@ -10,6 +13,7 @@ from study.store.storage import (
     claim_single_writer,
     exclusive_section,
     mask_password,
+    open_storage,
     resolve_storage,
     study_file_stem,
 )
@@ -76,5 +80,13 @@ def test_a_second_writer_on_one_sqlite_file_is_refused(tmp_path):
 
 def test_journal_exclusive_section_serialises(tmp_path):
     location = resolve_storage(f"journal:///{tmp_path}/j.log")
+    storage = open_storage(location)
     with exclusive_section(location, None, "seeds"):
-        assert (tmp_path / "j.log.lock").exists()
+        with open(tmp_path / "j.log.section.lock") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a second worker waits here
+        # Optuna's journal lock is the existence of `j.log.lock`: the section must not create it,
+        # or writes inside and after it wait out Optuna's 30 s grace period.
+        assert not (tmp_path / "j.log.lock").exists()
+        optuna.create_study(study_name="seeds", storage=storage).enqueue_trial({"x": 1})
+    assert not (tmp_path / "j.log.lock").exists()
+    assert len(optuna.load_study(study_name="seeds", storage=storage).trials) == 1
