@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -96,13 +97,43 @@ class DemoRun:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> DemoRun:
-    """`python -m study demo`, run once per session: a real 11-trial study with its report, best
-    model, artifacts and notes, read by every test that needs a finished study of that shape.
-    Readers must not write to it (copy the folder first)."""
-    root = tmp_path_factory.mktemp("demo")
+    """`python -m study demo`, run once per test session: a real 11-trial study with its report,
+    best model, artifacts and notes, read by every test that needs a finished study of that shape.
+    Readers must not write to it (copy the folder first).
+
+    The suite runs in several pytest-xdist workers; each has its own session, so the first worker
+    to ask runs the demo under a file lock in the run's shared temporary folder and the others
+    read what it left there."""
+    return run_once(tmp_path_factory, "demo", run_demo)
+
+
+def run_demo(root: Path) -> DemoRun:
     env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(root))  # the demo's folder goes here
     result = subprocess.run([sys.executable, "-m", "study", "demo"], cwd=root, env=env, capture_output=True,
                             text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     (folder,) = root.glob("study-demo-*")
     return DemoRun(result, folder)
+
+
+def run_once(tmp_path_factory, name: str, make):
+    """`make(folder)` once per test run however many xdist workers ask; its pickled result after.
+
+    A failure is kept too, so every asking worker fails with it instead of running it again."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common parent
+    folder, done = shared / f"once-{name}", shared / f"once-{name}.pickle"
+    with FileLock(str(shared / f"once-{name}.lock")):
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            try:
+                outcome = ("ok", make(folder))
+            except BaseException as error:  # noqa: BLE001 - re-raised in every worker below
+                outcome = ("failed", f"{type(error).__name__}: {error}")
+            done.write_bytes(pickle.dumps(outcome))
+    status, value = pickle.loads(done.read_bytes())
+    if status != "ok":
+        pytest.fail(f"the shared {name} run failed: {value}")
+    return value

@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from tests.commands import study_cli
-from tests.conftest import write_class_images
+from tests.conftest import run_once, write_class_images
 
 COST_SPACE = """
 n_trials = 4
@@ -60,10 +60,16 @@ unfreeze_blocks = 13
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cost_study(tmp_path_factory):
-    """A finished 4-trial study: cached mode, accuracy and multiply-adds, two image sizes."""
-    folder = tmp_path_factory.mktemp("cost")
+    """A finished 4-trial study: cached mode, accuracy and multiply-adds, two image sizes.
+
+    Made once per test run (an xdist worker may tear a module fixture down between two of its
+    tests); the suite sends each file to one worker, so these tests write into it one at a time."""
+    return run_once(tmp_path_factory, "cost", make_cost_study)
+
+
+def make_cost_study(folder):
     write_class_images(folder / "images", {"red": 10, "green": 10, "blue": 10}, size=48)
     (folder / "cost.toml").write_text(COST_SPACE)
     result = study_cli("run", "--data", "images", "--space", "cost.toml", "--mode", "cached", "--weights", "none",
