@@ -209,12 +209,12 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=len(HEADS), help="demo-shaped trials per path")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--food10", action="store_true", help="add one fine-tune trial on the shared food10 photos")
-    p.add_argument("--smoke", action="store_true", help="two short trials: checks the script runs")
+    p.add_argument("--smoke", action="store_true", help="one short trial per path: checks the script runs")
     args = p.parse_args()
     from study.demo import DEMO_IMAGE_PX, write_demo_images
 
     workdir = Path(tempfile.mkdtemp(prefix="study-overhead-"))
-    heads = HEADS[: 2 if args.smoke else args.trials]
+    heads = HEADS[: 1 if args.smoke else args.trials]
     epochs = 2 if args.smoke else args.epochs
     images = write_demo_images(workdir / "images", per_class=16 if args.smoke else 96, size=DEMO_IMAGE_PX)
     demo = run_setup(images, workdir / "demo", image_size=32, epochs=epochs, batch=16, weights="none")

@@ -6,6 +6,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,23 +98,69 @@ class DemoRun:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> DemoRun:
-    """`python -m study demo`, run once per test session: a real 11-trial study with its report,
-    best model, artifacts and notes, read by every test that needs a finished study of that shape.
+    """`python -m study demo`, run once per test run: a real 11-trial study with its report, best
+    model, artifacts and notes, read by every test that needs a finished study of that shape.
     Readers must not write to it (copy the folder first).
 
-    The suite runs in several pytest-xdist workers; each has its own session, so the first worker
-    to ask runs the demo under a file lock in the run's shared temporary folder and the others
-    read what it left there."""
-    return run_once(tmp_path_factory, "demo", run_demo)
-
-
-def run_demo(root: Path) -> DemoRun:
-    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(root))  # the demo's folder goes here
-    result = subprocess.run([sys.executable, "-m", "study", "demo"], cwd=root, env=env, capture_output=True,
-                            text=True, timeout=900)
+    The demo is the longest single piece of the suite, so it starts in the background as soon as
+    a worker has collected a test that needs it (`pytest_collection_finish`), beside the other
+    tests instead of before them; this fixture waits for it."""
+    folder, done = start_demo(tmp_path_factory)
+    deadline = time.monotonic() + DEMO_TIMEOUT + 60
+    while not done.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the shared demo run left no result in {DEMO_TIMEOUT + 60} s")
+        time.sleep(0.5)
+    result = pickle.loads(done.read_bytes())
+    if isinstance(result, str):
+        pytest.fail(f"the shared demo run failed: {result}")
     assert result.returncode == 0, result.stderr[-3000:]
-    (folder,) = root.glob("study-demo-*")
-    return DemoRun(result, folder)
+    (study_folder,) = folder.glob("study-demo-*")
+    return DemoRun(result, study_folder)
+
+
+DEMO_TIMEOUT = 900
+# Runs the demo and pickles its CompletedProcess (or why it failed) to argv[2], atomically.
+DEMO_RUNNER = """
+import os, pickle, subprocess, sys
+folder, out = sys.argv[1], sys.argv[2]
+try:
+    result = subprocess.run([sys.executable, "-m", "study", "demo"], cwd=folder, capture_output=True, text=True,
+                            timeout=float(sys.argv[3]))
+except Exception as error:
+    result = f"{type(error).__name__}: {error}"
+with open(out + ".part", "wb") as handle:
+    pickle.dump(result, handle)
+os.replace(out + ".part", out)
+"""
+
+
+def shared_folder(tmp_path_factory) -> Path:
+    """The folder every xdist worker of this test run sees (each has its own base below it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def start_demo(tmp_path_factory) -> tuple[Path, Path]:
+    """Start the shared demo in the background unless a worker already did: (its folder, the
+    file its result will be in)."""
+    from filelock import FileLock
+
+    shared = shared_folder(tmp_path_factory)
+    folder, done = shared / "demo", shared / "demo.pickle"
+    with FileLock(str(shared / "demo.lock")):
+        if not folder.exists():
+            folder.mkdir()
+            env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(folder))  # the demo's folder goes here
+            subprocess.Popen([sys.executable, "-c", DEMO_RUNNER, str(folder), str(done), str(DEMO_TIMEOUT)],
+                             cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return folder, done
+
+
+def pytest_collection_finish(session):
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None and any("demo_run" in getattr(item, "fixturenames", ()) for item in session.items):
+        start_demo(factory)
 
 
 def run_once(tmp_path_factory, name: str, make):
@@ -122,8 +169,7 @@ def run_once(tmp_path_factory, name: str, make):
     A failure is kept too, so every asking worker fails with it instead of running it again."""
     from filelock import FileLock
 
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common parent
+    shared = shared_folder(tmp_path_factory)
     folder, done = shared / f"once-{name}", shared / f"once-{name}.pickle"
     with FileLock(str(shared / f"once-{name}.lock")):
         if not done.exists():
@@ -137,3 +183,17 @@ def run_once(tmp_path_factory, name: str, make):
     if status != "ok":
         pytest.fail(f"the shared {name} run failed: {value}")
     return value
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with the most slow tests first, the others after, each file's own order kept.
+
+    Each xdist worker takes whole files in this order, so the long files start early and the
+    short ones fill in at the end instead of one long file running alone while the other
+    workers wait."""
+    slow: dict[str, int] = {}
+    for item in items:
+        slow[item.nodeid.split("::")[0]] = slow.get(item.nodeid.split("::")[0], 0) + bool(
+            item.get_closest_marker("slow"))
+    first = {name: index for index, name in enumerate(dict.fromkeys(i.nodeid.split("::")[0] for i in items))}
+    items.sort(key=lambda item: (-slow[item.nodeid.split("::")[0]], first[item.nodeid.split("::")[0]]))

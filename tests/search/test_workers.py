@@ -47,7 +47,10 @@ def test_gpus_on_a_machine_without_them_is_one_line(tmp_path):
 def test_a_signal_ends_the_trial_as_interrupted_and_the_same_command_resumes(tmp_path, signal_number):
     write_class_images(tmp_path / "images", {"a": 8, "b": 8})
     (tmp_path / "small.toml").write_text("n_trials = 3\n" + SMALL_SPACE)
-    command = ["run", "--data", "images", "--space", "small.toml", "--n-trials", "1", *LONG_TRIALS, *LONG_EPOCHS]
+    # Long enough to be stopped mid-way (a trial runs at least 101 epochs), while the resumed trial
+    # stops 100 epochs after its best instead of running all 600.
+    command = ["run", "--data", "images", "--space", "small.toml", "--n-trials", "1", *LONG_TRIALS, *LONG_EPOCHS,
+               "--patience", "100"]
     worker = spawn(*command, cwd=tmp_path)
     storage = f"sqlite:///{tmp_path}/study.db"
     number = wait_for_running_trial(storage, "images").number
