@@ -191,9 +191,11 @@ def pytest_collection_modifyitems(config, items):
     Each xdist worker takes whole files in this order, so the long files start early and the
     short ones fill in at the end instead of one long file running alone while the other
     workers wait."""
+    def file_of(item) -> str:
+        return item.nodeid.split("::")[0]
+
     slow: dict[str, int] = {}
     for item in items:
-        slow[item.nodeid.split("::")[0]] = slow.get(item.nodeid.split("::")[0], 0) + bool(
-            item.get_closest_marker("slow"))
-    first = {name: index for index, name in enumerate(dict.fromkeys(i.nodeid.split("::")[0] for i in items))}
-    items.sort(key=lambda item: (-slow[item.nodeid.split("::")[0]], first[item.nodeid.split("::")[0]]))
+        slow[file_of(item)] = slow.get(file_of(item), 0) + bool(item.get_closest_marker("slow"))
+    first = {name: index for index, name in enumerate(dict.fromkeys(map(file_of, items)))}
+    items.sort(key=lambda item: (-slow[file_of(item)], first[file_of(item)]))
