@@ -159,7 +159,9 @@ def start_demo(tmp_path_factory) -> tuple[Path, Path]:
 
 def pytest_collection_finish(session):
     factory = getattr(session.config, "_tmp_path_factory", None)
-    if factory is not None and any("demo_run" in getattr(item, "fixturenames", ()) for item in session.items):
+    if session.config.option.collectonly or factory is None:
+        return
+    if any("demo_run" in getattr(item, "fixturenames", ()) for item in session.items):
         start_demo(factory)
 
 
@@ -176,7 +178,7 @@ def run_once(tmp_path_factory, name: str, make):
             folder.mkdir(exist_ok=True)
             try:
                 outcome = ("ok", make(folder))
-            except BaseException as error:  # noqa: BLE001 - re-raised in every worker below
+            except Exception as error:  # noqa: BLE001 - re-raised in every worker below
                 outcome = ("failed", f"{type(error).__name__}: {error}")
             done.write_bytes(pickle.dumps(outcome))
     status, value = pickle.loads(done.read_bytes())
