@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="SECONDS", help="RDB storages: a dead worker's trial is retried after 2 intervals")
     run.add_argument("--isolation", choices=ISOLATIONS, default=RunConfig.isolation,
                      help="process: each trial in a recycled worker process (default); none: in this process")
+    run.add_argument("--jobs", type=positive_int, default=RunConfig.jobs, metavar="N",
+                     help="train N trials at once, each in its own worker process (1); worth it while one "
+                          "trial leaves cores or a GPU idle")
     run.add_argument("--trials-per-worker", type=positive_int, default=RunConfig.trials_per_worker, metavar="N",
                      help="a worker process serves N trials, then a fresh one starts (5)")
     run.add_argument("--worker-memory-limit", type=positive_number, metavar="MIB",
@@ -263,12 +266,17 @@ def run_command(args: argparse.Namespace) -> int:
         split=SplitConfig(args.val_fraction, args.test_fraction), train=train, verbose=args.verbose,
         heartbeat_seconds=args.heartbeat_interval, stage2_top=args.stage2_top,
         unfreeze_blocks=args.unfreeze_blocks, stage2_lr_factor=args.stage2_lr_factor,
-        isolation=args.isolation, trials_per_worker=args.trials_per_worker,
+        isolation=args.isolation, jobs=args.jobs, trials_per_worker=args.trials_per_worker,
         worker_memory_mb=args.worker_memory_limit, trial_timeout=args.trial_timeout,
         objectives=parse_objectives(args.objectives), explicit_flags=explicit, command_line=command_line(),
         augment_strength=strength, keep_top=args.keep_top or 0,
     )
+    if args.jobs > 1 and args.isolation == "none":
+        raise StudyError(f"--jobs {args.jobs} needs --isolation process: trials in one process would share "
+                         "Keras' global state")
     if args.engine == "keras-tuner":
+        if args.jobs > 1:
+            raise StudyError(f"--jobs {args.jobs}: Keras Tuner runs one trial at a time; use --engine optuna")
         if len(config.objectives) > 1:
             raise StudyError("--objectives: Keras Tuner searches one objective; use --engine optuna")
         from study.search.keras_tuner_engine import run_keras_tuner

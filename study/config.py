@@ -72,6 +72,7 @@ class RunConfig:
     stage2_lr_factor: float = 0.1  # two-stage: fine-tuning learning rate = the head's x this
     heartbeat_seconds: int = 60  # RDB storages: a dead worker's trial is retried after 2 intervals
     isolation: str = "process"  # trials in recycled worker processes; "none": in this process (debugging)
+    jobs: int = 1  # trials trained at once, each in its own worker process (Optuna's n_jobs)
     trials_per_worker: int = 5  # a worker starts in ~3 s; each trial leaves ~one model's weights behind (RESULTS.md)
     worker_memory_mb: float | None = None  # recycle a worker past this resident memory; None: half the machine's
     trial_timeout: float | None = None  # seconds; a longer trial is ended and fails

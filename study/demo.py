@@ -79,6 +79,7 @@ def demo_config(workdir: Path) -> RunConfig:
         train=TrainConfig(epochs=DEMO_EPOCHS, batch_size=16, image_size=32, alpha=0.25, weights="none",
                           mode="finetune", augment=AugmentConfig(enabled=False)),
         trials_per_worker=DEMO_TRIALS,  # one worker start instead of three; eleven small trials fit in memory
+        jobs=2,
         command_line="python -m study demo",
     )
 

@@ -5,11 +5,14 @@ process by default, see `study.trial.runtime`); each call is one trial: sample p
 from the space, send them to the runtime, report each epoch's validation accuracy to the
 pruner as it streams back (the seven are never pruned), record everything as user attrs,
 keep the model if it is the study's best so far, and return the best validation accuracy.
+With `run --jobs N` Optuna calls it from N threads at once: each call leases its own runtime
+(`study.trial.runtime_pool`), and choosing and saving the best model is one step at a time.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -47,9 +50,15 @@ class Objective:
         self.objectives = objectives  # more than one: multi-objective, which Optuna cannot prune
         self.top_dir = top_dir if keep_top > 0 else None  # where the models of the best `keep_top` trials stay
         self.keep_top = keep_top
+        self._kept = threading.Lock()  # one trial at a time decides and writes the kept and best models
+        self._best_saved: float | None = None  # best validation accuracy this run saved a model for
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         interrupts.raise_if_requested()
+        with self.runtime.lease() as runtime:
+            return self._run(trial, runtime)
+
+    def _run(self, trial: optuna.Trial, runtime) -> float | list[float]:
         params = suggest(trial, self.space)
         for spec in self.space.parameters:
             if spec.kind == "fixed":
@@ -59,7 +68,7 @@ class Objective:
         log = EpochLog()
 
         def on_built(trainable: int, total: int) -> None:
-            self._record_worker(trial)
+            self._record_worker(trial, runtime)
             trial.set_user_attr(TrialKey.TRAINABLE_PARAMS, trainable)
             trial.set_user_attr(TrialKey.TOTAL_PARAMS, total)
 
@@ -79,7 +88,7 @@ class Objective:
         if self.live_line is not None:
             self.live_line.start(trial.number, self.train.epochs)
         try:
-            result = self.runtime.run(self.setup, job, TrialHooks(on_built, on_epoch), log)
+            result = runtime.run(self.setup, job, TrialHooks(on_built, on_epoch), log)
         except optuna.TrialPruned:
             self._record_epochs(trial, log)
             self._record_artifacts(trial, params, "PRUNED", log.history, None, None)
@@ -98,7 +107,7 @@ class Objective:
         finally:  # also when the worker died before the model was built
             if self.live_line is not None:
                 self.live_line.stop()
-            self._record_worker(trial)
+            self._record_worker(trial, runtime)
 
         trial.set_user_attr(TrialKey.BEST_EPOCH, result.best_epoch)
         trial.set_user_attr(TrialKey.TEST_ACCURACY, result.test_accuracy)
@@ -106,15 +115,17 @@ class Objective:
         trial.set_user_attr(TrialKey.PEAK_RSS_MB, result.peak_rss_mb)
         for key, value in result.extra_attrs.items():
             trial.set_user_attr(key, value)
-        if job.keep_model_dir and self.top_dir is not None:
-            self._keep_top_models(trial, Path(job.keep_model_dir), result)
-        if job.keep_model_dir:
-            self._keep_front_models(trial, Path(job.keep_model_dir), result)
-            if self.shared_store:
-                self._upload_kept_model(trial, Path(job.keep_model_dir))
+        with self._kept:
+            if job.keep_model_dir and self.top_dir is not None:
+                self._keep_top_models(trial, Path(job.keep_model_dir), result)
+            if job.keep_model_dir:
+                self._keep_front_models(trial, Path(job.keep_model_dir), result)
+                if self.shared_store:
+                    self._upload_kept_model(trial, Path(job.keep_model_dir))
         self._record_artifacts(trial, params, "COMPLETE", result.history, result.best_epoch, result.test_accuracy)
-        if self._is_new_best(trial, result.best_val_accuracy):
-            self._save_best(trial, result.best_val_accuracy, result.test_accuracy, params)
+        with self._kept:
+            if self._is_new_best(trial, result.best_val_accuracy):
+                self._save_best(trial, result.best_val_accuracy, result.test_accuracy, params, runtime)
         if multi:
             return objective_values(self.objectives, result.best_val_accuracy, result.extra_attrs)
         return result.best_val_accuracy
@@ -159,9 +170,10 @@ class Objective:
             if t.number not in keep:
                 (folder / kept_model_name(t.number)).unlink(missing_ok=True)
 
-    def _record_worker(self, trial: optuna.Trial) -> None:
-        if self.runtime.worker_pid is not None:
-            trial.set_user_attr(TrialKey.WORKER_PID, self.runtime.worker_pid)
+    @staticmethod
+    def _record_worker(trial: optuna.Trial, runtime) -> None:
+        if runtime.worker_pid is not None:
+            trial.set_user_attr(TrialKey.WORKER_PID, runtime.worker_pid)
 
     @staticmethod
     def _record_epochs(trial: optuna.Trial, log: EpochLog) -> None:
@@ -183,12 +195,16 @@ class Objective:
             print(f"warning: trial {trial.number}: artifacts not saved ({type(error).__name__}: {error})",
                   file=sys.stderr, flush=True)
 
-    @staticmethod
-    def _is_new_best(trial: optuna.Trial, value: float) -> bool:
+    def _is_new_best(self, trial: optuna.Trial, value: float) -> bool:
+        """Better than every completed trial, and than any trial of this run whose model was saved
+        but which is still finishing (not COMPLETE until its objective call returns). A model
+        saved meanwhile by another worker is checked again by `save_best_model` itself."""
+        if self._best_saved is not None and value <= self._best_saved:
+            return False
         completed = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         return all(value > accuracy(t) for t in completed if t.number != trial.number)
 
-    def _save_best(self, trial: optuna.Trial, value: float, test_accuracy: float, params: dict) -> None:
+    def _save_best(self, trial: optuna.Trial, value: float, test_accuracy: float, params: dict, runtime) -> None:
         """Have the runtime write the model; the trial's result stands even if it cannot."""
         meta = {
             "study_name": trial.study.study_name,
@@ -201,13 +217,15 @@ class Objective:
             "train": {k: v for k, v in asdict(self.train).items() if k != "augment"},
         }
         try:
-            saved = self.runtime.save(str(self.model_path), str(self.meta_path), meta)
+            saved = runtime.save(str(self.model_path), str(self.meta_path), meta)
         except Exception as error:
             reason = f"{error}".splitlines()[0][:300] if isinstance(error, (TrialFailed, RuntimeError)) \
                 else f"{type(error).__name__}: {error}".splitlines()[0][:300]
             trial.set_user_attr(TrialKey.SAVE_ERROR, reason)
             print(f"warning: trial {trial.number}: best model not saved ({reason})", file=sys.stderr, flush=True)
             return
+        if saved:
+            self._best_saved = value
         if saved and self.artifact_store is not None:
             from study.store.artifacts import upload_file, upload_model
             from study.store.record import predictions_path

@@ -249,7 +249,7 @@ def start_runtime(data, split, train, location, config_like, announce: bool = Tr
     """Write the decoded images beside the storage, start the trial runtime and prepare the run.
 
     Returns (setup, runtime, prepared, data), `data` now memory-mapped from the image cache.
-    `config_like` supplies isolation, trials_per_worker, worker_memory_mb and verbose; `shapes`
+    `config_like` supplies isolation, jobs, trials_per_worker, worker_memory_mb and verbose; `shapes`
     the (alpha, image size) pairs of a space that searches them (images are decoded per size).
     """
     from study.data.array_cache import image_caches_for_sizes, memory_mapped, write_image_cache
@@ -270,7 +270,8 @@ def start_runtime(data, split, train, location, config_like, announce: bool = Tr
                      verbose=config_like.verbose,
                      image_dirs=tuple((size, str(path)) for size, path in sorted(image_dirs.items())),
                      shapes=tuple(shapes))
-    runtime = make_runtime(config_like.isolation, config_like.trials_per_worker, config_like.worker_memory_mb)
+    runtime = make_runtime(config_like.isolation, config_like.trials_per_worker, config_like.worker_memory_mb,
+                           jobs=config_like.jobs)
     try:
         started = time.perf_counter()
         prepared = runtime.prepare(setup)
@@ -406,7 +407,8 @@ def optimize_to_total(config: RunConfig, space: SearchSpace, location, study, st
         print(f"artifacts: {store_url}", flush=True)
     objective = Objective(space, setup, runtime, model_path, meta_path, artifact_store=store,
                           shared_store=store_url is not None,
-                          trial_timeout=config.trial_timeout, live_line=LiveTrialLine(),
+                          # one live line cannot show several trials at once: their own lines still come
+                          trial_timeout=config.trial_timeout, live_line=LiveTrialLine() if config.jobs == 1 else None,
                           objectives=config.objectives, top_dir=top_models_dir(location, study_name),
                           keep_top=config.keep_top,
                           job_options={"keep_model_dir": str(front_models_dir(location, study_name)),
@@ -427,12 +429,14 @@ def optimize_to_total(config: RunConfig, space: SearchSpace, location, study, st
                 if not announced:
                     print(f"running {remaining} trial(s) of {total} ({finished} finished before), "
                           f"{train.epochs} epochs each, mode {train.mode}"
+                          + (f", {config.jobs} at a time" if config.jobs > 1 else "")
                           + (f", objectives {', '.join(config.objectives)} (multi-objective: no pruning)"
                              if len(config.objectives) > 1 else ""), flush=True)
                     announced = True
                 stop_at_total = StopAtTotal(total)
                 study.optimize(
-                    objective, n_trials=remaining, timeout=left, catch=(Exception,), gc_after_trial=True,
+                    objective, n_trials=remaining, timeout=left, n_jobs=config.jobs, catch=(Exception,),
+                    gc_after_trial=True,
                     callbacks=[stop_at_total, lambda s, t: print(format_trial_line(s, t), flush=True),
                                lambda s, t: interrupts.raise_if_requested()],
                 )

@@ -35,6 +35,7 @@ TRIALS_PER_WORKER = RunConfig.trials_per_worker
 STOP_GRACE_SECONDS = 60  # how long a worker may take to end a trial it was told to stop
 EXIT_GRACE_SECONDS = 10  # how long a worker may take to exit when asked
 POLL_SECONDS = 0.1  # how often the parent checks for a signal, a deadline or a dead worker
+_START_LOCK = threading.Lock()
 
 
 class TrialFailed(Exception):
@@ -99,6 +100,10 @@ class InProcessRuntime:
     def save(self, model_path: str, meta_path: str, meta: dict) -> bool:
         return self.trainer.save(model_path, meta_path, meta)
 
+    def lease(self):
+        """This runtime, for one trial (the interface of `study.trial.runtime_pool.RuntimePool`)."""
+        return contextlib.nullcontext(self)
+
     def call(self, target: str, **kwargs):
         from study.trial.worker import call
 
@@ -131,7 +136,9 @@ class ProcessRuntime:
         from study.trial.worker import serve
 
         process = context.Process(target=serve, args=(child_end,), name="study-trial-worker", daemon=True)
-        with signals_held(), main_module_hidden():  # the worker must never see Ctrl-C, even while it starts
+        # the worker must never see Ctrl-C, even while it starts; one start at a time (`run --jobs`),
+        # or two threads would swap `__main__` over each other and leave a stand-in behind
+        with _START_LOCK, signals_held(), main_module_hidden():
             process.start()
         child_end.close()
         self.process, self.connection, self.served = process, parent_end, 0
@@ -297,6 +304,10 @@ class ProcessRuntime:
             raise RuntimeError(message[2])
         return message[1]
 
+    def lease(self):
+        """This runtime, for one trial (the interface of `study.trial.runtime_pool.RuntimePool`)."""
+        return contextlib.nullcontext(self)
+
     def call(self, target: str, **kwargs):
         """Run `module:function(**kwargs)` in a fresh worker and return its (plain) result.
 
@@ -331,28 +342,40 @@ def main_module_hidden():
 
 
 class signals_held:
-    """Block SIGINT and SIGTERM and ignore them while a child starts, so the child inherits
-    "ignored"; a signal that arrives meanwhile stays pending and is delivered afterwards."""
+    """Block SIGINT and SIGTERM while a child starts, so the child starts with them blocked
+    (the mask survives fork and exec) until its own handlers ignore them; a signal that
+    arrives meanwhile stays pending here and is delivered afterwards. In the main thread they
+    are also ignored meanwhile; other threads (`run --jobs`) cannot set handlers, and the
+    mask, which is per thread, is what the child inherits."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __enter__(self):
-        self.active = threading.current_thread() is threading.main_thread()
-        if self.active:
-            self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(self.SIGNALS))
+        self.main = threading.current_thread() is threading.main_thread()
+        self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(self.SIGNALS))
+        if self.main:
             self.handlers = {number: signal.signal(number, signal.SIG_IGN) for number in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        if self.active:
+        if self.main:
             for number, handler in self.handlers.items():
                 signal.signal(number, handler)
-            signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
 
 
 def make_runtime(isolation: str, trials_per_worker: int = TRIALS_PER_WORKER, memory_limit_mb: float | None = None,
-                 on_start=None):
-    """The runtime `--isolation` names."""
+                 on_start=None, jobs: int = 1):
+    """The runtime `--isolation` names; with `jobs` > 1, a pool of that many worker runtimes,
+    whose default memory limits share half the machine."""
     if isolation == "none":
+        if jobs > 1:
+            raise StudyError(f"--jobs {jobs} needs --isolation process: trials in one process would share "
+                             "Keras' global state")
         return InProcessRuntime()
-    return ProcessRuntime(trials_per_worker, memory_limit_mb, on_start)
+    if jobs == 1:
+        return ProcessRuntime(trials_per_worker, memory_limit_mb, on_start)
+    from study.trial.runtime_pool import RuntimePool
+
+    limit = memory_limit_mb or default_memory_limit_mb() / jobs
+    return RuntimePool(ProcessRuntime(trials_per_worker, limit, on_start) for _ in range(jobs))
