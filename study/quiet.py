@@ -14,6 +14,7 @@ import atexit
 import logging
 import os
 import re
+import select
 import sys
 import threading
 import warnings
@@ -56,21 +57,33 @@ def is_native_log_line(line: bytes) -> bool:
 class NativeStderrFilter:
     """fd 2 replaced by a pipe; a thread copies its lines to the real stderr, less native log lines."""
 
+    POLL_SECONDS = 0.05  # how soon the thread notices `close` once the pipe is drained
+
     def __init__(self):
         sys.stderr.flush()
         self._real = os.dup(2)
         read_end, write_end = os.pipe()
         os.dup2(write_end, 2)
         os.close(write_end)
-        self._reader = os.fdopen(read_end, "rb", buffering=0)
+        self._read_end = read_end
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._copy, name="stderr-filter", daemon=True)
         self._thread.start()
         atexit.register(self.close)
 
     def _copy(self) -> None:
+        # The pipe's end of file cannot be waited for: the children (trial workers,
+        # multiprocessing's resource tracker, which lives until this process ends) hold its
+        # write end too. So the thread copies what is there and stops once `close` was called
+        # and the pipe is empty.
         pending = b""
         while True:
-            chunk = self._reader.read(65536)
+            ready, _, _ = select.select([self._read_end], [], [], self.POLL_SECONDS)
+            if not ready:
+                if self._closing.is_set():
+                    break
+                continue
+            chunk = os.read(self._read_end, 65536)
             if not chunk:
                 break
             pending += chunk
@@ -82,13 +95,14 @@ class NativeStderrFilter:
             os.write(self._real, pending)
 
     def close(self) -> None:
-        """Put the real stderr back and let the thread write what is left (children may still
-        hold the pipe: their lines after this are not waited for)."""
+        """Put the real stderr back and let the thread write what is in the pipe (children may
+        still hold it: their lines after this are not waited for)."""
         try:
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
         os.dup2(self._real, 2)
+        self._closing.set()
         self._thread.join(timeout=1.0)
 
 

@@ -79,7 +79,11 @@ def serve(connection) -> None:
             return
         kind = message[0]
         if kind == "exit":
-            return
+            # Nothing is left to write (results went back, models were saved and closed);
+            # skipping the interpreter's teardown of TensorFlow saves ~1.5 s of every run's end.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         if kind == "trial":
             run_trial(connection, trainer, message[1], message[2])
         elif kind == "save":
