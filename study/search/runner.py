@@ -59,10 +59,12 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 METRIC_NAME = "validation accuracy"
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """The sampler named on the command line, seeded."""
+def make_sampler(name: str, seed: int, jobs: int = 1) -> optuna.samplers.BaseSampler:
+    """The sampler named on the command line, seeded. With `--jobs` above 1, TPE treats the
+    trials still running as if they had scored the worst so far (Optuna's constant liar), so
+    trials started together do not crowd one region."""
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=jobs > 1)
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, scramble=True)
     return optuna.samplers.RandomSampler(seed=seed)
@@ -360,7 +362,8 @@ def open_run_study(config: RunConfig, space: SearchSpace, location, study_name: 
     try:
         study = optuna.create_study(
             storage=storage, study_name=study_name, directions=directions_of(config.objectives), load_if_exists=True,
-            sampler=make_sampler(config.sampler, sampler_seed(config.sampler, train.seed, location.scheme)),
+            sampler=make_sampler(config.sampler, sampler_seed(config.sampler, train.seed, location.scheme),
+                                 config.jobs),
             pruner=make_pruner(config.pruner, train.epochs),
         )
     except ValueError as error:  # an existing study with other directions
