@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import random
@@ -99,6 +100,29 @@ def experimental_features_accepted():
         yield
 
 
+@functools.cache
+def rdb_storage_class():
+    """Optuna's RDBStorage, with a trial's state changed by one thread of this process at a time.
+
+    Optuna takes a queued trial (the seven) by reading that it is WAITING and then setting it
+    RUNNING; PostgreSQL and MySQL lock the row between the two (SELECT ... FOR UPDATE), SQLite
+    cannot, so two threads of `run --jobs` could both take the same trial. Across processes
+    SQLite is never shared (`claim_single_writer`), so a lock in the process is enough.
+    """
+    import threading
+
+    import optuna
+
+    class RDBStorage(optuna.storages.RDBStorage):
+        _state_lock = threading.Lock()
+
+        def set_trial_state_values(self, trial_id, state, values=None):
+            with self._state_lock:
+                return super().set_trial_state_values(trial_id, state, values)
+
+    return RDBStorage
+
+
 def open_storage(location: StorageLocation, heartbeat_seconds: int | None = None):
     """An Optuna storage for the location; failures become one-line StorageErrors.
 
@@ -130,7 +154,7 @@ def open_storage(location: StorageLocation, heartbeat_seconds: int | None = None
                         "grace_period": 2 * heartbeat_seconds,
                         "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
                     }
-                return optuna.storages.RDBStorage(location.url, engine_kwargs=engine_kwargs, **heartbeat)
+                return rdb_storage_class()(location.url, engine_kwargs=engine_kwargs, **heartbeat)
         except Exception as error:
             # Workers starting together on a new database race to create Optuna's tables; the
             # losers see "already exists" or a duplicate key, and find the tables on a retry.

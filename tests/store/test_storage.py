@@ -90,3 +90,30 @@ def test_journal_exclusive_section_serialises(tmp_path):
         optuna.create_study(study_name="seeds", storage=storage).enqueue_trial({"x": 1})
     assert not (tmp_path / "j.log.lock").exists()
     assert len(optuna.load_study(study_name="seeds", storage=storage).trials) == 1
+
+
+def test_threads_of_one_run_never_take_the_same_queued_trial(tmp_path):
+    # `run --jobs`: SQLite cannot lock the row between reading WAITING and setting RUNNING.
+    import threading
+
+    from optuna.trial import TrialState
+
+    storage = open_storage(resolve_storage(f"sqlite:///{tmp_path}/s.db"))
+    study = optuna.create_study(storage=storage, study_name="s")
+    for rounds in range(5):
+        study.enqueue_trial({"x": rounds})
+        (queued,) = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        start = threading.Barrier(6)
+        taken = []
+
+        def take() -> None:
+            start.wait()
+            taken.append(storage.set_trial_state_values(queued._trial_id, TrialState.RUNNING))
+
+        threads = [threading.Thread(target=take) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(taken) == [False] * 5 + [True]
+        storage.set_trial_state_values(queued._trial_id, TrialState.COMPLETE, [0.0])
