@@ -10,7 +10,6 @@ runtime both call these, so the two isolation modes train identically.
 
 from __future__ import annotations
 
-import gc
 import os
 import resource
 import sys
@@ -251,8 +250,7 @@ class TrialTrainer:
         phases = PhaseClock()
         with phases("start"):
             self.release()
-            keras.backend.clear_session()
-            gc.collect()
+            keras.backend.clear_session()  # collects the last trial's garbage itself (free_memory=True)
             keras.utils.set_random_seed(job.seed)
         self.setup, self.job = setup, job
         extra = {TrialKey.KERAS_BACKEND: keras.backend.backend()}

@@ -11,6 +11,7 @@ which are the parent's to handle, and exits on its own when the parent is gone.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
@@ -69,6 +70,9 @@ def serve(connection) -> None:
     import keras  # the backend chosen by the run (KERAS_BACKEND), imported before the first trial is timed
 
     importlib.import_module(keras.backend.backend())
+    # The libraries' own objects live as long as the worker: out of the collector's reach, each
+    # trial's collection (in `clear_session`) walks only what trials made (~0.3 s -> ~0.1 s).
+    gc.freeze()
 
     connection.send(("ready", os.getpid()))
     trainer = TrialTrainer()
