@@ -130,7 +130,13 @@ class ProcessRuntime:
 
     # -- worker life -------------------------------------------------------------------------
 
-    def _start(self) -> None:
+    def launch(self) -> None:
+        """Start a worker now, without waiting for it: it imports its libraries while the
+        caller goes on (`run --jobs` starts all its workers at once)."""
+        if self.process is None:
+            self._spawn()
+
+    def _spawn(self) -> None:
         context = multiprocessing.get_context("spawn")
         parent_end, child_end = context.Pipe()
         from study.trial.worker import serve
@@ -141,7 +147,9 @@ class ProcessRuntime:
         with _START_LOCK, signals_held(), main_module_hidden():
             process.start()
         child_end.close()
-        self.process, self.connection, self.served = process, parent_end, 0
+        self.process, self.connection, self.served, self.worker_pid = process, parent_end, 0, None
+
+    def _await_ready(self) -> None:
         message = self._receive(None, None)
         if message[0] != "ready":
             raise TrialFailed(f"worker did not start: {message!r}")
@@ -155,7 +163,9 @@ class ProcessRuntime:
         if recycle:
             self._stop()
         if self.process is None:
-            self._start()
+            self._spawn()
+        if self.worker_pid is None:
+            self._await_ready()
 
     def _stop(self) -> None:
         """Ask the worker to exit; kill it if it does not."""

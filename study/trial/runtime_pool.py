@@ -22,7 +22,11 @@ class RuntimePool:
             self._free.put(runtime)
 
     def prepare(self, setup):
-        """Prepared once, by the first runtime: weights and cached features are the run's, not a worker's."""
+        """Prepared once, by the first runtime: weights and cached features are the run's, not a
+        worker's. The other workers start meanwhile, so they import their libraries while nothing
+        trains."""
+        for runtime in self.runtimes[1:]:
+            runtime.launch()
         return self.runtimes[0].prepare(setup)
 
     @contextlib.contextmanager

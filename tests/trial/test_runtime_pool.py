@@ -26,6 +26,9 @@ class FakeRuntime:
         self.prepared.append(setup)
         return f"prepared by {self.name}"
 
+    def launch(self):
+        self.launched = True
+
     def call(self, target, **kwargs):
         return self.name, target, kwargs
 
@@ -51,6 +54,7 @@ def test_a_pool_is_prepared_once_by_its_first_runtime_and_closes_them_all():
     pool = RuntimePool(runtimes)
     assert pool.prepare("setup") == "prepared by a"
     assert [r.prepared for r in runtimes] == [["setup"], [], []]
+    assert [getattr(r, "launched", False) for r in runtimes] == [False, True, True]  # started meanwhile
     pool.close()
     assert all(r.closed for r in runtimes)
 
