@@ -118,8 +118,9 @@ class ProcessRuntime:
     """Trials in a spawned worker process, recycled every `trials_per_worker` trials."""
 
     def __init__(self, trials_per_worker: int = TRIALS_PER_WORKER, memory_limit_mb: float | None = None,
-                 on_start=None):
+                 on_start=None, threads: int | None = None):
         self.trials_per_worker = trials_per_worker
+        self.threads = threads  # the worker's compute threads (None: the backend's default, all cores)
         self.memory_limit_mb = memory_limit_mb or default_memory_limit_mb()
         self.on_start = on_start  # called with the new worker's pid
         self.process = None
@@ -141,7 +142,7 @@ class ProcessRuntime:
         parent_end, child_end = context.Pipe()
         from study.trial.worker import serve
 
-        process = context.Process(target=serve, args=(child_end,), name="study-trial-worker", daemon=True)
+        process = context.Process(target=serve, args=(child_end, self.threads), name="study-trial-worker", daemon=True)
         # the worker must never see Ctrl-C, even while it starts; one start at a time (`run --jobs`),
         # or two threads would swap `__main__` over each other and leave a stand-in behind
         with _START_LOCK, signals_held(), main_module_hidden():
@@ -376,8 +377,9 @@ class signals_held:
 
 def make_runtime(isolation: str, trials_per_worker: int = TRIALS_PER_WORKER, memory_limit_mb: float | None = None,
                  on_start=None, jobs: int = 1):
-    """The runtime `--isolation` names; with `jobs` > 1, a pool of that many worker runtimes,
-    whose default memory limits share half the machine."""
+    """The runtime `--isolation` names; with `jobs` > 1, a pool of that many worker runtimes that
+    share the cores (each computes on its share: N workers each using every core would fight
+    over them) and, by default, half the machine's memory."""
     if isolation == "none":
         if jobs > 1:
             raise StudyError(f"--jobs {jobs} needs --isolation process: trials in one process would share "
@@ -388,4 +390,15 @@ def make_runtime(isolation: str, trials_per_worker: int = TRIALS_PER_WORKER, mem
     from study.trial.runtime_pool import RuntimePool
 
     limit = memory_limit_mb or default_memory_limit_mb() / jobs
-    return RuntimePool(ProcessRuntime(trials_per_worker, limit, on_start) for _ in range(jobs))
+    threads = max(1, available_cores() // jobs)
+    return RuntimePool(ProcessRuntime(trials_per_worker, limit, on_start, threads) for _ in range(jobs))
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity, which containers and `taskset` narrow)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

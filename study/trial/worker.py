@@ -52,8 +52,9 @@ def exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def serve(connection) -> None:
-    """The worker's main loop (the spawned process's target)."""
+def serve(connection, threads: int | None = None) -> None:
+    """The worker's main loop (the spawned process's target); `threads`: how many cores its
+    training computes on (`run --jobs` shares them out; None: the backend's default)."""
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -67,9 +68,13 @@ def serve(connection) -> None:
     # JAX would take 75% of a GPU's memory at its first use; like TensorFlow's memory growth,
     # taking it as trials need it lets a worker's memory say what its trials use.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if threads:  # read by TensorFlow when it starts; a value the user set wins
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
     import keras  # the backend chosen by the run (KERAS_BACKEND), imported before the first trial is timed
 
-    importlib.import_module(keras.backend.backend())
+    backend = importlib.import_module(keras.backend.backend())
+    if threads and keras.backend.backend() == "torch":
+        backend.set_num_threads(threads)
     # The libraries' own objects live as long as the worker: out of the collector's reach, each
     # trial's collection (in `clear_session`) walks only what trials made (~0.3 s -> ~0.1 s).
     gc.freeze()

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study.trial.runtime import make_runtime, signals_held
+from study.trial.runtime import available_cores, make_runtime, signals_held
 from study.trial.runtime_pool import RuntimePool
 from tests.commands import TINY_RUN, study_cli
 from tests.conftest import SMALL_SPACE, write_class_images
@@ -66,6 +66,18 @@ def test_jobs_make_a_pool_of_worker_runtimes_sharing_the_memory_limit():
     assert [r.memory_limit_mb for r in pool.runtimes] == [single.memory_limit_mb / 2] * 2
     assert make_runtime("process", memory_limit_mb=900, jobs=2).runtimes[1].memory_limit_mb == 900
     assert all(r.process is None for r in pool.runtimes)  # workers start on first use
+    assert [r.threads for r in pool.runtimes] == [max(1, available_cores() // 2)] * 2 and single.threads is None
+
+
+@pytest.mark.slow
+def test_each_worker_of_a_pool_computes_on_its_share_of_the_cores(monkeypatch):
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    pool = make_runtime("process", jobs=2)
+    try:
+        with pool.lease() as runtime:
+            assert runtime.call("os:getenv", key="TF_NUM_INTRAOP_THREADS") == str(max(1, available_cores() // 2))
+    finally:
+        pool.close()
 
 
 def test_a_child_started_from_another_thread_starts_with_ctrl_c_blocked():
