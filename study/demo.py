@@ -63,7 +63,8 @@ def write_demo_images(folder: Path, per_class: int = DEMO_PER_CLASS, size: int =
 
 
 def demo_config(workdir: Path) -> RunConfig:
-    """The demo study: untrained alpha-0.25 MobileNet fine-tuned at 32 px, 8 epochs, 11 trials.
+    """The demo study: untrained alpha-0.25 MobileNet fine-tuned at 32 px, 8 epochs, 11 trials,
+    two at a time.
 
     The quasi-random sampler spreads its trials evenly over the space's learning-rate range,
     so the demo reaches the rates that learn whatever the machine's timing noise.
@@ -79,7 +80,7 @@ def demo_config(workdir: Path) -> RunConfig:
         train=TrainConfig(epochs=DEMO_EPOCHS, batch_size=16, image_size=32, alpha=0.25, weights="none",
                           mode="finetune", augment=AugmentConfig(enabled=False)),
         trials_per_worker=DEMO_TRIALS,  # one worker start instead of three; eleven small trials fit in memory
-        jobs=2,
+        jobs=2,  # a trial leaves a core idle while it traces and builds: 1.5x (benchmarks/jobs.py)
         command_line="python -m study demo",
     )
 
