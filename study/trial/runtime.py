@@ -169,7 +169,11 @@ class ProcessRuntime:
             self._await_ready()
 
     def _stop(self) -> None:
-        """Ask the worker to exit; kill it if it does not."""
+        """Ask the worker to exit; kill it if it does not. One still starting (`launch`, never
+        used) is killed: it would only read the request once its imports are done."""
+        if self.process is not None and self.worker_pid is None:
+            self._kill()
+            return
         process, connection = self.process, self.connection
         self.process = self.connection = None
         if process is None:

@@ -137,3 +137,16 @@ def test_tpe_with_several_jobs_counts_running_trials_as_the_worst_so_far():
 
     assert make_sampler("tpe", 0, jobs=2)._constant_liar  # Optuna's own switch; no public reader
     assert not make_sampler("tpe", 0)._constant_liar  # one at a time: as before, reproducible
+
+
+def test_closing_a_pool_whose_workers_are_still_starting_kills_them():
+    # A polite exit would be read only once each worker's TensorFlow import is done.
+    from study.trial.runtime import ProcessRuntime
+
+    runtimes = [ProcessRuntime(), ProcessRuntime()]
+    pool = RuntimePool(runtimes)
+    for runtime in runtimes:
+        runtime.launch()  # as `prepare` does for all but the first
+    processes = [runtime.process for runtime in runtimes]
+    pool.close()
+    assert [process.exitcode for process in processes] == [-signal.SIGKILL] * 2
