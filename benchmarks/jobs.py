@@ -40,7 +40,9 @@ def demo_study(jobs: int, smoke: bool) -> dict:
     seconds = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"the study with --jobs {jobs} exited with {code}")
-    trials = optuna.load_study(study_name=config.study_name, storage=config.storage).trials
+    # finished trials only: with fewer trials than the seven (--smoke), the rest stay queued
+    trials = optuna.load_study(study_name=config.study_name, storage=config.storage).get_trials(
+        states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
     fixed = []
     for trial in trials:
         epochs = trial.user_attrs["epoch_seconds"]
