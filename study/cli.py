@@ -26,7 +26,7 @@ from study import interrupts, quiet
 from study.config import AugmentConfig, RunConfig, SplitConfig, TrainConfig
 from study.errors import StudyError
 from study.trial.model import ALPHA_FILE_TAGS, MIN_IMAGE_SIZE, MODES
-from study.trial.runtime import ISOLATIONS
+from study.trial.runtime import ISOLATIONS, check_jobs
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -271,9 +271,7 @@ def run_command(args: argparse.Namespace) -> int:
         objectives=parse_objectives(args.objectives), explicit_flags=explicit, command_line=command_line(),
         augment_strength=strength, keep_top=args.keep_top or 0,
     )
-    if args.jobs > 1 and args.isolation == "none":
-        raise StudyError(f"--jobs {args.jobs} needs --isolation process: trials in one process would share "
-                         "Keras' global state")
+    check_jobs(args.isolation, args.jobs)  # before the photos are decoded
     if args.engine == "keras-tuner":
         if args.jobs > 1:
             raise StudyError(f"--jobs {args.jobs}: Keras Tuner runs one trial at a time; use --engine optuna")

@@ -384,10 +384,8 @@ def make_runtime(isolation: str, trials_per_worker: int = TRIALS_PER_WORKER, mem
     """The runtime `--isolation` names; with `jobs` > 1, a pool of that many worker runtimes that
     share the cores (each computes on its share: N workers each using every core would fight
     over them) and, by default, half the machine's memory."""
+    check_jobs(isolation, jobs)
     if isolation == "none":
-        if jobs > 1:
-            raise StudyError(f"--jobs {jobs} needs --isolation process: trials in one process would share "
-                             "Keras' global state")
         return InProcessRuntime()
     if jobs == 1:
         return ProcessRuntime(trials_per_worker, memory_limit_mb, on_start)
@@ -396,6 +394,13 @@ def make_runtime(isolation: str, trials_per_worker: int = TRIALS_PER_WORKER, mem
     limit = memory_limit_mb or default_memory_limit_mb() / jobs
     threads = max(1, available_cores() // jobs)
     return RuntimePool(ProcessRuntime(trials_per_worker, limit, on_start, threads) for _ in range(jobs))
+
+
+def check_jobs(isolation: str, jobs: int) -> None:
+    """Several trials at once need a worker process each (StudyError otherwise)."""
+    if jobs > 1 and isolation == "none":
+        raise StudyError(f"--jobs {jobs} needs --isolation process: trials in one process would share "
+                         "Keras' global state")
 
 
 def available_cores() -> int:
