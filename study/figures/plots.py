@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.figure import Figure  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from study.store.record import COST_LABELS, CostKey, TrialKey, accuracy, param_value  # noqa: E402
@@ -30,8 +31,12 @@ def _save(figure, path: Path, tight_box: bool = False) -> Path:
 
 def learning_curve(history: dict[str, list[float]], title: str, path: Path,
                    best_epoch: int | None = None) -> Path:
-    """Accuracy and loss per epoch, train and validation, as the original drew per configuration."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    """Accuracy and loss per epoch, train and validation, as the original drew per configuration.
+
+    Drawn on a figure of its own, outside pyplot's shared state: `run --jobs` draws the curves
+    of trials that end together from several threads."""
+    figure = Figure(figsize=(9, 3.4))
+    left, right = figure.subplots(1, 2)
     epochs = range(1, len(history.get("loss", [])) + 1)
     for axis, metric in ((left, "accuracy"), (right, "loss")):
         axis.plot(epochs, history.get(metric, []), "o-", label=f"train {metric}")
