@@ -69,12 +69,17 @@ def serve(connection, threads: int | None = None) -> None:
     # taking it as trials need it lets a worker's memory say what its trials use.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if threads:  # read by TensorFlow when it starts; a value the user set wins
+        # Both pools: with the inter-op pool at its default (every core), two workers' graphs
+        # ran 2 x cores threads, and a trial's fixed cost (its trace, its first steps) grew by
+        # ~1 s in the demo's `--jobs 2`.
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(threads))
     import keras  # the backend chosen by the run (KERAS_BACKEND), imported before the first trial is timed
 
     backend = importlib.import_module(keras.backend.backend())
     if threads and keras.backend.backend() == "torch":
         backend.set_num_threads(threads)
+        backend.set_num_interop_threads(threads)  # before any parallel work, which is now
     # The libraries' own objects live as long as the worker: out of the collector's reach, each
     # trial's collection (in `clear_session`) walks only what trials made (~0.3 s -> ~0.1 s).
     gc.freeze()

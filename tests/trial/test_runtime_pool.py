@@ -72,10 +72,19 @@ def test_jobs_make_a_pool_of_worker_runtimes_sharing_the_memory_limit():
 @pytest.mark.slow
 def test_each_worker_of_a_pool_computes_on_its_share_of_the_cores(monkeypatch):
     monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "7")  # a value the user set wins
     pool = make_runtime("process", jobs=2)
     try:
         with pool.lease() as runtime:
             assert runtime.call("os:getenv", key="TF_NUM_INTRAOP_THREADS") == str(max(1, available_cores() // 2))
+            assert runtime.call("os:getenv", key="TF_NUM_INTEROP_THREADS") == "7"
+    finally:
+        pool.close()
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS")
+    pool = make_runtime("process", jobs=2)
+    try:
+        with pool.lease() as runtime:
+            assert runtime.call("os:getenv", key="TF_NUM_INTEROP_THREADS") == str(max(1, available_cores() // 2))
     finally:
         pool.close()
 
