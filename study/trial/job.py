@@ -218,6 +218,7 @@ class TrialTrainer:
         self._arrays: dict[str, tuple] = {}
         self._feature_dirs: dict[tuple[float, int], str] = {}
         self.model = None
+        self.inference_model = None  # the last trial's inference copy, made to measure its cost; saved by `save`
         self.test_probabilities = None  # the last trial's, kept for `save`
         self.setup: RunSetup | None = None
         self.job: TrialJob | None = None
@@ -233,6 +234,7 @@ class TrialTrainer:
     def release(self) -> None:
         """Drop the last trial's model (after it was saved, or before the next trial)."""
         self.model = None
+        self.inference_model = None
         self.test_probabilities = None
         self.job = None
 
@@ -290,7 +292,9 @@ class TrialTrainer:
         with phases("cost"):
             images_model = image_model(setup, job, model)  # a cached-mode head gets its base once, for both
             images_predictor = predictor if images_model is model else Predictor(images_model)
-            extra.update(measure_cost(images_model, keep, latency=images_predictor.latency_ms))
+            self.inference_model = inference_copy(images_model)
+            extra.update(measure_cost(images_model, keep, latency=images_predictor.latency_ms,
+                                      copy=self.inference_model))
         if job.holdout_dir:
             with phases("holdout"):
                 extra.update(self._score_holdout(images_predictor, batch, Path(job.holdout_dir)))
@@ -408,8 +412,9 @@ class TrialTrainer:
         try:
             predictions = self.test_predictions()
             # saved for inference: without optimizer state, which would triple a large head's file
-            return save_best_model(inference_copy(image_model(setup, job, model)), Path(model_path), Path(meta_path),
-                                   meta, predictions)
+            copy = self.inference_model if self.inference_model is not None else inference_copy(
+                image_model(setup, job, model))
+            return save_best_model(copy, Path(model_path), Path(meta_path), meta, predictions)
         finally:
             self.release()
 
