@@ -144,12 +144,13 @@ def prepare_run(setup: RunSetup) -> Prepared:
     import keras
 
     from study.errors import StudyError
-    from study.trial.devices import BACKEND_NAMES, backend_gpus
+    from study.trial.devices import BACKEND_NAMES, backend_gpus, skip_graph_rewrites_on_cpu
     from study.trial.model import check_weights
 
     started = time.perf_counter()
     backend = keras.backend.backend()
     gpus = backend_gpus(backend)
+    skip_graph_rewrites_on_cpu()  # before the cached features' graphs
     train = setup.train
     if train.precision == "mixed" and not gpus:
         raise StudyError(f"--precision mixed needs a GPU, and {BACKEND_NAMES.get(backend, backend)} sees none "
@@ -249,8 +250,11 @@ class TrialTrainer:
 
         from study.trial.inference import Predictor, accuracy_and_loss
 
+        from study.trial.devices import skip_graph_rewrites_on_cpu
+
         phases = PhaseClock()
         with phases("start"):
+            skip_graph_rewrites_on_cpu()
             self.release()
             keras.backend.clear_session()  # collects the last trial's garbage itself (free_memory=True)
             keras.utils.set_random_seed(job.seed)

@@ -94,3 +94,23 @@ def test_under_jax_and_torch_the_line_names_the_backend_and_its_own_cuda_install
     unusable = device_line((), [H200], None, 16, "torch")
     assert unusable.startswith("device: CPU (16 cores): PyTorch sees no GPU, but nvidia-smi finds NVIDIA H200")
     assert "pip install torch from a CUDA index" in unusable and GPU_EXTRA_HINT not in unusable
+
+
+def test_graph_rewrites_are_skipped_on_a_cpu_and_kept_on_a_gpu(monkeypatch):
+    import tensorflow as tf
+
+    from study.trial.devices import skip_graph_rewrites_on_cpu
+
+    def meta_optimizer_off() -> bool:
+        return bool(tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer"))
+
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
+    try:
+        monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+        skip_graph_rewrites_on_cpu()
+        assert not meta_optimizer_off()  # a GPU: the layouts and fused kernels are worth the rewrites
+        monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+        skip_graph_rewrites_on_cpu()
+        assert meta_optimizer_off()
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})

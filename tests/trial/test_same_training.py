@@ -34,7 +34,11 @@ def test_a_trial_learns_as_plain_keras_fit_did(tmp_path):
     result = TrialTrainer().run(setup, TrialJob(0, params, seed=7), TrialHooks(), EpochLog())
     new_curve = np.array(result.history["val_accuracy"])
 
-    # The plain path: Keras' Adam, partial last batches, Keras' own validation.
+    # The plain path: Keras' Adam, partial last batches, Keras' own validation, TensorFlow's
+    # graph rewrites (a trial skips them on a CPU).
+    import tensorflow as tf
+
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
     keras.backend.clear_session()
     keras.utils.set_random_seed(7)
     x, y = TrialTrainer().arrays(setup.images_dir)
