@@ -7,7 +7,8 @@ alternating the two paths on the same heads and seeds:
 - before: the Keras calls a trial made before the fixed cost was cut: `fit` with
   `validation_data` over batches whose last one is partial, the optimizer built lazily inside
   the first trace, Keras' Adam, then `evaluate` on the test split, the cost on an inference
-  copy with its own latency trace, and `predict` for the kept test predictions;
+  copy with its own latency trace, and `predict` for the kept test predictions, every graph
+  rewritten by TensorFlow's Grappler (its default);
 - after: `study.trial.job.TrialTrainer.run`, which records its own phases, then the kept
   predictions.
 Both then pay the same curve figure, model save and storage writes, measured once below.
@@ -60,6 +61,7 @@ def before(setup, params: dict, seed: int) -> tuple[dict, list[float]]:
     from study.trial.cost import inference_copy, multiply_adds, parameter_counts, saved_bytes
     from study.trial.model import add_head, build_base
 
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})  # after() turns it off
     phases, epochs = {}, []
 
     def clock(name, started):
