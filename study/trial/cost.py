@@ -106,14 +106,11 @@ def saved_bytes(model, keep: Path | None = None) -> int:
         return path.stat().st_size
 
 
-def measure_cost(model, keep: Path | None = None, latency: Callable[[], float] | None = None,
-                 copy=None) -> dict:
+def measure_cost(copy, keep: Path | None = None, latency: Callable[[], float] | None = None) -> dict:
     """Every cost attribute of a model that takes images (see `study.store.record.COST_KEYS`),
-    measured on its inference copy; with `keep`, that copy stays saved there. `latency`
-    measures the batch-1 latency in milliseconds (default: a `Predictor` of the copy); `copy`,
-    an inference copy of `model` already made (see `inference_copy`), is measured instead of a
-    new one."""
-    copy = inference_copy(model) if copy is None else copy
+    measured on its inference copy (see `inference_copy`); with `keep`, that copy stays saved
+    there. `latency` measures the batch-1 latency in milliseconds (default: a `Predictor` of
+    the copy)."""
     base, head, total = parameter_counts(copy)
     if latency is None:
         from study.trial.inference import Predictor

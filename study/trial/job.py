@@ -248,9 +248,8 @@ class TrialTrainer:
         """
         import keras
 
-        from study.trial.inference import Predictor, accuracy_and_loss
-
         from study.trial.devices import skip_graph_rewrites_on_cpu
+        from study.trial.inference import Predictor, accuracy_and_loss
 
         phases = PhaseClock()
         with phases("start"):
@@ -297,8 +296,7 @@ class TrialTrainer:
             images_model = image_model(setup, job, model)  # a cached-mode head gets its base once, for both
             images_predictor = predictor if images_model is model else Predictor(images_model)
             self.inference_model = inference_copy(images_model)
-            extra.update(measure_cost(images_model, keep, latency=images_predictor.latency_ms,
-                                      copy=self.inference_model))
+            extra.update(measure_cost(self.inference_model, keep, latency=images_predictor.latency_ms))
         if job.holdout_dir:
             with phases("holdout"):
                 extra.update(self._score_holdout(images_predictor, batch, Path(job.holdout_dir)))
@@ -412,13 +410,10 @@ class TrialTrainer:
         """Save the last trial's model as the study's best (see `study.store.best_model.save_best_model`)."""
         from study.store.best_model import save_best_model
 
-        setup, job, model = self.setup, self.job, self.model
         try:
             predictions = self.test_predictions()
-            # saved for inference: without optimizer state, which would triple a large head's file
-            copy = self.inference_model if self.inference_model is not None else inference_copy(
-                image_model(setup, job, model))
-            return save_best_model(copy, Path(model_path), Path(meta_path), meta, predictions)
+            # the inference copy (no optimizer state, which would triple a large head's file)
+            return save_best_model(self.inference_model, Path(model_path), Path(meta_path), meta, predictions)
         finally:
             self.release()
 
