@@ -6,7 +6,7 @@ alpha-0.25 MobileNet at 32 px, 11 trials of 8 epochs, the seven first) twice, ea
 folder: with one job and with two, alternating which goes first. Printed per run: its wall
 time, its best validation accuracy, and the median of a trial's fixed cost (its wall time minus
 its epochs x its median epoch after the first); then the ratio of the median wall times.
-`--smoke` runs 3 trials of 1 epoch on fewer images (its numbers mean nothing).
+`--smoke` runs 2 trials of 1 epoch on fewer images (its numbers mean nothing).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def demo_study(jobs: int, smoke: bool) -> dict:
     write_demo_images(folder / "images", per_class=8 if smoke else 96)
     config = replace(demo_config(folder), jobs=jobs)
     if smoke:
-        config = replace(config, n_trials=3, train=replace(config.train, epochs=1))
+        config = replace(config, n_trials=2, train=replace(config.train, epochs=1))
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         code = run_study(config)
@@ -59,7 +59,7 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--smoke", action="store_true", help="3 trials of 1 epoch: checks the script runs")
+    p.add_argument("--smoke", action="store_true", help="2 trials of 1 epoch: checks the script runs")
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     results: dict[int, list[dict]] = {1: [], 2: []}
@@ -68,7 +68,7 @@ def main() -> None:
             results[jobs].append(demo_study(jobs, args.smoke))
     rows = [[f"--jobs {jobs}", f"{r['seconds']:.1f}", r["trials"], f"{r['best']:.4f}", f"{r['fixed']:.2f}"]
             for jobs in (1, 2) for r in results[jobs]]
-    print(f"{machine()}; the demo's study, {'smoke: 3 trials of 1 epoch' if args.smoke else '11 trials of 8 epochs'}")
+    print(f"{machine()}; the demo's study, {'smoke: 2 trials of 1 epoch' if args.smoke else '11 trials of 8 epochs'}")
     print(table(["run", "wall s", "trials", "best val accuracy", "median fixed cost per trial s"], rows))
     one, two = (statistics.median(r["seconds"] for r in results[jobs]) for jobs in (1, 2))
     print(f"ratio one job / two jobs, median wall time: {one / two:.2f}x ({one:.1f} s -> {two:.1f} s)")

@@ -90,7 +90,7 @@ def main() -> None:
 
         folder = Path(tempfile.mkdtemp(prefix="study-bench-"))
         args.data = write_class_images(folder / "images", {"a": 6, "b": 6}, size=40)
-        args.weights, args.image_size, args.epochs, args.trials, args.trials_per_worker = "none", 32, 1, 4, 2
+        args.weights, args.image_size, args.epochs, args.trials, args.trials_per_worker = "none", 32, 1, 2, 1
     early = min(5, args.trials)
     results = {}
     for isolation in ("process", "none"):

@@ -17,7 +17,7 @@ def main() -> None:
     if not args.smoke:
         args.epochs = max(args.epochs, 8)
     data, weights = prepare(args)
-    trials = 3 if args.smoke else args.trials
+    trials = 2 if args.smoke else args.trials
     rows, results = [], {}
     for pruner in (args.pruner, "none"):
         objective = cached_objective(data, weights, args)
