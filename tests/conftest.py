@@ -187,6 +187,50 @@ def run_once(tmp_path_factory, name: str, make):
     return value
 
 
+@dataclass(frozen=True)
+class ConfirmedStudy:
+    """A finished tiny study `tiny_study` (the seven and one searched trial, 2 epochs each, classes
+    whose names need escaping and a Korean font) confirmed on a held-out folder: its folder and
+    what `run` and `confirm` printed. Readers copy the folder before they write (`copy_to`)."""
+
+    folder: Path
+    run: subprocess.CompletedProcess
+    confirm: subprocess.CompletedProcess
+
+    CLASSES = ("짜장면", "pizza|slice")
+    CONFIRM = ("confirm", "--study-name", "tiny_study", "--top", "1", "--seeds", "2", "--epochs", "4",
+               "--patience", "1", "--holdout", "held")
+
+    def copy_to(self, folder: Path) -> Path:
+        """A private copy of the study's folder to write into; paths recorded in its storage still
+        name the shared folder, which the copy's commands only read."""
+        import shutil
+
+        return Path(shutil.copytree(self.folder, folder))
+
+
+def make_confirmed_study(folder: Path) -> ConfirmedStudy:
+    from tests.commands import study_cli
+
+    tiny = ["--weights", "none", "--alpha", "0.25", "--image-size", "32", "--batch-size", "8", "--no-augment"]
+    write_class_images(folder / "images", dict.fromkeys(ConfirmedStudy.CLASSES, 8), seed=1)
+    write_class_images(folder / "held", dict.fromkeys(ConfirmedStudy.CLASSES, 6), seed=2)
+    run = study_cli("run", "--data", "images", "--study-name", "tiny_study", "--space", "default", "--n-trials", "8",
+                    "--epochs", "2", *tiny, cwd=folder)
+    if run.returncode != 0:
+        raise RuntimeError(f"run exited with {run.returncode}: {run.stderr[-2000:]}")
+    confirm = study_cli(*ConfirmedStudy.CONFIRM, cwd=folder)
+    if confirm.returncode != 0:
+        raise RuntimeError(f"confirm exited with {confirm.returncode}: {confirm.stderr[-2000:]}")
+    return ConfirmedStudy(folder, run, confirm)
+
+
+@pytest.fixture(scope="session")
+def confirmed_study(tmp_path_factory) -> ConfirmedStudy:
+    """Run and confirmed once per test run, read by the confirm and report tests."""
+    return run_once(tmp_path_factory, "confirmed", make_confirmed_study)
+
+
 def pytest_collection_modifyitems(config, items):
     """Files with the most slow tests first, the others after, each file's own order kept.
 

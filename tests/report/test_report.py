@@ -9,8 +9,7 @@ import pytest
 
 from study.report.page import md, write_report
 from study.store.storage import resolve_storage
-from tests.commands import TINY_RUN, study_cli
-from tests.conftest import write_class_images
+from tests.commands import study_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -21,18 +20,13 @@ def test_markdown_special_characters_in_user_text_are_escaped():
 
 
 @pytest.mark.slow
-def test_run_confirm_report_links_only_valid_pngs(tmp_path):
-    images = write_class_images(tmp_path / "images", {"짜장면": 8, "pizza|slice": 8})
-    run = study_cli("run", "--data", str(images), "--study-name", "tiny_study", "--n-trials", "3",
-                    *TINY_RUN, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
-    confirm = study_cli("confirm", "--study-name", "tiny_study", "--top", "1", "--seeds", "2", cwd=tmp_path)
-    assert confirm.returncode == 0, confirm.stderr
-    report = study_cli("report", "--study-name", "tiny_study", "--out", "reports", cwd=tmp_path)
+def test_run_confirm_report_links_only_valid_pngs(confirmed_study, tmp_path):
+    study_folder = confirmed_study.copy_to(tmp_path / "study")
+    report = study_cli("report", "--study-name", "tiny_study", "--out", "reports", cwd=study_folder)
     assert report.returncode == 0, report.stderr
     assert "Glyph" not in report.stderr and "missing from" not in report.stderr  # 짜장면 renders
 
-    folder = tmp_path / "reports" / "tiny_study"
+    folder = study_folder / "reports" / "tiny_study"
     text = (folder / "README.md").read_text(encoding="utf-8")
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(links) >= 6
@@ -48,7 +42,8 @@ def test_run_confirm_report_links_only_valid_pngs(tmp_path):
     assert "| Class | Images | Precision | Recall | F1 | Most often mistaken for |" in text
     assert "(figures/confusion_matrix.png)" in text
     lines = (folder / "trials.csv").read_text().splitlines()
-    assert len(lines) == 1 + 7 and "user_attrs_history" not in lines[0]
+    trials = optuna.load_study(study_name="tiny_study", storage=f"sqlite:///{study_folder / 'study.db'}").trials
+    assert len(trials) == 8 and len(lines) == 1 + 8 and "user_attrs_history" not in lines[0]
 
 
 def test_absolute_paths_become_relative_to_the_working_folder(monkeypatch, tmp_path):
