@@ -60,11 +60,10 @@ def accuracy_by_class(true: np.ndarray, predicted: np.ndarray, class_names: list
 def evaluate_folder(location: StorageLocation, study_name: str, data_dir: Path, batch_size: int = 32,
                     report_dir: Path | None = None, artifacts: str | None = None) -> Evaluation:
     """Run the study's best model over every readable image of `data_dir`; with `report_dir`,
-    also write "Where the best model fails" for these images to `report_dir/README.md`."""
-    import keras
+    also write "Where the best model fails" for these images to `report_dir/README.md`.
 
-    from study.store.predictions import make_predictions
-
+    Everything a user can get wrong is checked before Keras (and its backend) is imported, so a
+    mistake is a one-line error in about a second instead of after the backend's start-up."""
     model_path, meta = load_best_metadata(location, study_name, artifacts)
     if report_dir is not None:
         check_report_dir(report_dir)
@@ -72,6 +71,10 @@ def evaluate_folder(location: StorageLocation, study_name: str, data_dir: Path, 
     if len(decoded.labels) == 0:
         raise DataError(f"data folder '{data_dir}' has no readable images")
     true = label_map(meta["class_names"], decoded.class_names, data_dir)[decoded.labels]
+    import keras
+
+    from study.store.predictions import make_predictions
+
     model = keras.models.load_model(model_path)
     probabilities = model.predict(make_dataset(decoded.images, true, batch_size), verbose=0)
     if report_dir is not None:
