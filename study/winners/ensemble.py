@@ -79,13 +79,14 @@ def run_ensemble(location: StorageLocation, study_name: str, top: int, holdout_d
 
     import keras
 
+    from study.trial.inference import Predictor
+
     test_probabilities, holdout_probabilities = [], []
     for trial, path in members:
-        model = keras.models.load_model(path, compile=False)
-        test_probabilities.append(model.predict(data.x["test"].astype(np.float32), batch_size=batch_size, verbose=0))
+        predictor = Predictor(keras.models.load_model(path, compile=False))
+        test_probabilities.append(predictor.probabilities(data.x["test"], batch_size))
         if holdout is not None:
-            holdout_probabilities.append(model.predict(holdout_x.astype(np.float32), batch_size=batch_size,
-                                                       verbose=0))
+            holdout_probabilities.append(predictor.probabilities(holdout_x, batch_size))
         keras.backend.clear_session()
         print(f"member: trial {trial.number} ({label_of(trial)}), validation {trial.values[0]:.4f}", flush=True)
 

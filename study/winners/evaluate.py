@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study.data.images import decode_folder, make_dataset
+from study.data.images import decode_folder
 from study.data.labels import label_map
 from study.errors import DataError, StorageError
 from study.store.storage import StorageLocation, best_model_paths, load_study
@@ -74,9 +74,10 @@ def evaluate_folder(location: StorageLocation, study_name: str, data_dir: Path, 
     import keras
 
     from study.store.predictions import make_predictions
+    from study.trial.inference import Predictor
 
     model = keras.models.load_model(model_path)
-    probabilities = model.predict(make_dataset(decoded.images, true, batch_size), verbose=0)
+    probabilities = Predictor(model).probabilities(decoded.images, batch_size)
     if report_dir is not None:
         predictions = make_predictions(meta["class_names"], true, probabilities, decoded.images)
         write_failure_report(predictions, report_dir, study_name, data_dir, meta)

@@ -229,9 +229,9 @@ def retrain(location, attrs: dict, train, space, trial, params: dict, data):
 
 
 def predict_keras(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    from study.data.images import make_dataset
+    from study.trial.inference import Predictor
 
-    return model.predict(make_dataset(images, np.zeros(len(images), np.int32), batch_size), verbose=0)
+    return Predictor(model).probabilities(images, batch_size)
 
 
 def predict_saved_model(folder: Path, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
