@@ -23,6 +23,16 @@ def study_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Complet
                           capture_output=True, text=True, timeout=timeout)
 
 
+def study_main_reporting_import(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`study.cli.main(args)` in a new interpreter that prints `<module> imported: True|False`
+    after the command, and exits with the command's code."""
+    code = ("import sys; from study.cli import main; code = main(sys.argv[2:]); "
+            "print(f'{sys.argv[1]} imported:', sys.argv[1] in sys.modules); raise SystemExit(code)")
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-c", code, module, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 LONG_TRIALS = ["--weights", "none", "--alpha", "0.25", "--image-size", "32", "--batch-size", "8",
                "--no-augment", "--heartbeat-interval", "1"]
 LONG_EPOCHS = ["--epochs", "600"]  # trials of several seconds even on an idle machine, to stop mid-way

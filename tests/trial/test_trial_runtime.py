@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from study.trial.runtime import death_reason
-from tests.commands import LONG_TRIALS, spawn, study_cli, wait_for_running_trial
+from tests.commands import LONG_TRIALS, spawn, study_cli, study_main_reporting_import, wait_for_running_trial
 from tests.conftest import REPO, SMALL_SPACE, write_class_images
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -131,16 +131,11 @@ def test_a_worker_past_the_memory_limit_is_replaced_after_its_trial(tmp_path):
 @pytest.mark.slow
 def test_the_run_itself_never_imports_tensorflow(tmp_path):
     small_study(tmp_path)
-    code = ("import sys; from study.cli import main; code = main(sys.argv[1:]); "
-            "print('tensorflow imported:', 'tensorflow' in sys.modules); raise SystemExit(code)")
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
     args = ["run", "--data", "images", "--space", "small.toml", *LONG_TRIALS, "--n-trials", "1", "--epochs", "1"]
-    result = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = study_main_reporting_import("tensorflow", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "tensorflow imported: False" in result.stdout
-    none = subprocess.run([sys.executable, "-c", code, *args, "--n-trials", "2", "--isolation", "none"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    none = study_main_reporting_import("tensorflow", *args, "--n-trials", "2", "--isolation", "none", cwd=tmp_path)
     assert none.returncode == 0, none.stderr[-2000:]
     assert "tensorflow imported: True" in none.stdout  # the check can tell
 

@@ -36,17 +36,10 @@ def test_a_class_the_model_does_not_know_is_an_error():
 
 def test_a_mistake_is_reported_before_keras_is_imported(tmp_path):
     """A missing study is a one-line error that never starts the backend (about a second, not five)."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO, write_class_images
+    from tests.commands import study_main_reporting_import
+    from tests.conftest import write_class_images
 
     write_class_images(tmp_path / "images", {"a": 2, "b": 2})
-    code = ("import sys; from study.cli import main; code = main(sys.argv[1:]); "
-            "print('keras imported:', 'keras' in sys.modules); raise SystemExit(code)")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run([sys.executable, "-c", code, "evaluate", "--data", "images"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = study_main_reporting_import("keras", "evaluate", "--data", "images", cwd=tmp_path, timeout=120)
     assert result.returncode == 2 and "no study 'images' in" in result.stderr
     assert "keras imported: False" in result.stdout
