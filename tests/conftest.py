@@ -191,10 +191,9 @@ def run_once(tmp_path_factory, name: str, make):
 class ConfirmedStudy:
     """A finished tiny study `tiny_study` (the seven and one searched trial, 2 epochs each, classes
     whose names need escaping and a Korean font) confirmed on a held-out folder: its folder and
-    what `run` and `confirm` printed. Readers copy the folder before they write (`copy_to`)."""
+    what `confirm` printed. Readers copy the folder before they write (`copy_to`)."""
 
     folder: Path
-    run: subprocess.CompletedProcess
     confirm: subprocess.CompletedProcess
 
     CLASSES = ("짜장면", "pizza|slice")
@@ -222,7 +221,7 @@ def make_confirmed_study(folder: Path) -> ConfirmedStudy:
     confirm = study_cli(*ConfirmedStudy.CONFIRM, cwd=folder)
     if confirm.returncode != 0:
         raise RuntimeError(f"confirm exited with {confirm.returncode}: {confirm.stderr[-2000:]}")
-    return ConfirmedStudy(folder, run, confirm)
+    return ConfirmedStudy(folder, confirm)
 
 
 @pytest.fixture(scope="session")
