@@ -8,6 +8,8 @@ test suite keeps the scripts working (its numbers mean nothing).
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import os
 import sys
 import tempfile
@@ -17,6 +19,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from study.backends import requested_backend, skip_tensorflow_jax_probe  # noqa: E402 (needs the path above)
+
+# The scripts start as `study`'s commands and workers do: TensorFlow without its JAX probe
+# (keras_import.py), and no collection of TensorFlow's objects at the exit (command_exit.py).
+if requested_backend(None) == "tensorflow":
+    skip_tensorflow_jax_probe()
+atexit.register(gc.freeze)
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "food10"
 DEFAULT_WEIGHTS = REPO.parent / "shared" / "weights" / "mobilenet_2_5_224_tf_no_top.h5"

@@ -5,10 +5,14 @@ workers inherit the environment of the command that starts them. So a command ch
 backend before anything imports Keras (`activate`), and every process it starts trains under
 it. Choosing costs no import of the backend itself: whether one is installed is asked of the
 import system only.
+
+Under TensorFlow, `skip_tensorflow_jax_probe` keeps TensorFlow and Keras from importing JAX at
+start-up when both are installed (see there).
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import os
 import sys
@@ -66,6 +70,8 @@ def activate(flag: str | None) -> str:
         if current != backend:
             raise StudyError(f"--backend {backend}: Keras is already running on {current} in this process")
     os.environ[ENVIRONMENT_VARIABLE] = backend
+    if backend == "tensorflow":
+        skip_tensorflow_jax_probe()
     return backend
 
 
@@ -90,3 +96,31 @@ def current_backend() -> str:
     import keras
 
     return keras.backend.backend()
+
+
+# Two modules that TensorFlow and Keras import at start-up import JAX when it is installed, each
+# for something this project never does under TensorFlow: converting JAX functions to TFLite,
+# and patching JAX for Orbax checkpoints. Those two imports are ~0.4 s of a TensorFlow process's
+# ~4.5 s start (benchmarks/keras_import.py). Only these importers are refused: JAX itself
+# stays importable.
+JAX_PROBING_MODULES = frozenset({"tensorflow.lite.python.util", "keras.src.callbacks.orbax_checkpoint"})
+
+
+class SkipTensorFlowJaxProbe(importlib.abc.MetaPathFinder):
+    """Makes `import jax` fail in the modules above, whose `except ImportError` then goes without."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "jax":
+            return None
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+            frame = frame.f_back
+        if frame is not None and frame.f_globals.get("__name__") in JAX_PROBING_MODULES:
+            raise ModuleNotFoundError("JAX is not needed under TensorFlow here", name=name)
+        return None
+
+
+def skip_tensorflow_jax_probe() -> None:
+    """Install the finder above once in this process, before TensorFlow and Keras are imported."""
+    if not any(isinstance(finder, SkipTensorFlowJaxProbe) for finder in sys.meta_path):
+        sys.meta_path.insert(0, SkipTensorFlowJaxProbe())

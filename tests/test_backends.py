@@ -116,3 +116,41 @@ def test_reading_commands_prefer_the_backend_the_study_trained_on(monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     monkeypatch.setattr(backends, "activate", lambda flag: flag or "from the environment")
     assert backends.activate_for_reading("torch") == "from the environment"
+
+
+def test_only_tensorflow_s_and_keras_s_start_up_probes_are_refused_jax():
+    finder = backends.SkipTensorFlowJaxProbe()
+    asker = "def ask(finder, name):\n    return finder.find_spec(name)\n"
+
+    def ask_from(module: str, name: str = "jax"):
+        namespace = {"__name__": module}
+        exec(asker, namespace)
+        return namespace["ask"](finder, name)
+
+    for module in sorted(backends.JAX_PROBING_MODULES):
+        with pytest.raises(ModuleNotFoundError):
+            ask_from(module)
+        assert ask_from(module, "numpy") is None  # other imports of those modules go on as usual
+    assert ask_from("study.trial.model") is None and ask_from("jax_user_code") is None
+
+
+def jax_in_this_worker() -> tuple[bool, bool]:
+    """(whether JAX was imported with Keras, whether it imports now): called inside a trial worker."""
+    imported_with_keras = "jax" in sys.modules
+    import jax
+
+    return imported_with_keras, callable(jax.jit)
+
+
+@pytest.mark.slow
+def test_a_tensorflow_worker_starts_without_jax_which_stays_importable(monkeypatch):
+    pytest.importorskip("jax")
+    from study.trial.runtime import make_runtime
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    runtime = make_runtime("process")
+    try:
+        assert runtime.call("tests.test_backends:jax_in_this_worker") == (False, True)
+        assert runtime.call("keras.backend:backend") == "tensorflow"
+    finally:
+        runtime.close()

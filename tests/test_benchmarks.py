@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import REPO
 
 BENCHMARKS = ["cached_vs_naive", "input_pipeline", "pruning", "memory", "time_to_seven", "gpu", "trial_overhead",
-              "backends", "many_workers", "jobs", "command_exit"]
+              "backends", "many_workers", "jobs", "command_exit", "keras_import"]
 
 
 @pytest.mark.slow
