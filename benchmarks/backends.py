@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, machine, table
+from common import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, machine, steady_epoch_seconds, table
 
 BACKENDS = ("tensorflow", "jax", "torch")
 HEAD = {"head_depth": 3, "dense_units": 1024, "dropout": 0.5, "learning_rate": 5e-5}
@@ -74,8 +74,7 @@ def child(args) -> None:
         started = time.perf_counter()
         result = trainer.run(setup, TrialJob(number, dict(HEAD), seed=number), TrialHooks(), EpochLog())
         wall = time.perf_counter() - started
-        steady = statistics.median(result.epoch_seconds[1:]) if len(result.epoch_seconds) > 1 \
-            else result.epoch_seconds[0]
+        steady = steady_epoch_seconds(result.epoch_seconds)
         steps = -(-len(data.y["train"]) // args.batch_size)
         trials.append({"fixed": wall - len(result.epoch_seconds) * steady,
                        "images_per_s": steps * args.batch_size / steady, "accuracy": result.best_val_accuracy})

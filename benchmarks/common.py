@@ -11,6 +11,7 @@ import argparse
 import atexit
 import gc
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -20,12 +21,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from study.backends import requested_backend, skip_tensorflow_jax_probe  # noqa: E402 (needs the path above)
+from study.backends import skip_unused_optional_imports  # noqa: E402 (needs the path above)
 
-# The scripts start as `study`'s commands and workers do: TensorFlow without its JAX probe
-# (keras_import.py), and no collection of TensorFlow's objects at the exit (command_exit.py).
-if requested_backend(None) == "tensorflow":
-    skip_tensorflow_jax_probe()
+# The scripts start as `study`'s commands and workers do: Keras without the optional imports it
+# never uses here (keras_import.py), and no collection of its objects at the exit (command_exit.py).
+skip_unused_optional_imports()
 atexit.register(gc.freeze)
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "food10"
@@ -67,6 +67,13 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.started
+
+
+def steady_epoch_seconds(epoch_seconds: list[float]) -> float:
+    """A steady epoch: the median of those after the first (which pays the traces). A one-epoch
+    trial has none, and its only epoch stands for one, so its fixed cost is what it paid outside
+    that epoch: every script reads one-epoch trials (their --smoke runs) the same way."""
+    return statistics.median(epoch_seconds[1:]) if len(epoch_seconds) > 1 else epoch_seconds[0]
 
 
 def table(headers: list[str], rows: list[list]) -> str:

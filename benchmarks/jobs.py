@@ -19,7 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import machine, table
+from common import machine, steady_epoch_seconds, table
 
 
 def demo_study(jobs: int, smoke: bool) -> dict:
@@ -46,7 +46,7 @@ def demo_study(jobs: int, smoke: bool) -> dict:
     fixed = []
     for trial in trials:
         epochs = trial.user_attrs["epoch_seconds"]
-        steady = statistics.median(epochs[1:]) if len(epochs) > 1 else 0.0
+        steady = steady_epoch_seconds(epochs)
         fixed.append((trial.datetime_complete - trial.datetime_start).total_seconds() - len(epochs) * steady)
     best = max(t.value for t in trials if t.value is not None)
     return {"seconds": seconds, "best": best, "fixed": statistics.median(fixed), "trials": len(trials)}

@@ -1,11 +1,12 @@
-"""A TensorFlow process's start: `import keras` as is, and after `study` keeps JAX out of it.
+"""A Keras process's start: `import keras` as is, and without the optional imports a study never uses.
 
 Run: python benchmarks/keras_import.py [--rounds 5]
-With JAX installed beside TensorFlow, TensorFlow's TFLite helpers and Keras's Orbax callback
-import JAX at start-up, for features a TensorFlow study never uses; `study` refuses those two
-imports (`study.backends.skip_tensorflow_jax_probe`, installed by every command and trial worker
-that trains or loads models under TensorFlow). Each round starts two processes, alternating which
-goes first; each times its own `import keras` under the tensorflow backend and says whether JAX
+At start-up, TensorFlow and Keras import JAX (TFLite's JAX converter, Keras' Orbax callback),
+pandas (DataFrames as inputs) and matplotlib (Keras' image-gallery plots) when they are
+installed; `study` refuses those imports to those importers only
+(`study.backends.skip_unused_optional_imports`, installed by every command and trial worker that
+trains or loads models). Each round starts two processes, alternating which goes first; each
+times its own `import keras` under the tensorflow backend and says which of the three packages
 ended up imported. Prints the medians and their ratio. `--smoke` runs one round that imports
 only NumPy (its numbers mean nothing).
 """
@@ -22,7 +23,8 @@ from common import REPO, machine, table
 
 CHILD = ("import json, sys, time\n{before}"
          "started = time.perf_counter()\nimport {module}\nseconds = time.perf_counter() - started\n"
-         "print(json.dumps({{'seconds': seconds, 'jax': 'jax' in sys.modules}}))\n")
+         "print(json.dumps({{'seconds': seconds, 'imported': [name for name in ('jax', 'pandas', 'matplotlib')\n"
+         "                                                   if name in sys.modules]}}))\n")
 PATHS = {"import keras": "",
          "study's activate, then import keras": "from study.backends import activate\nactivate('tensorflow')\n"}
 
@@ -44,18 +46,18 @@ def main() -> None:
     args = p.parse_args()
     module = "numpy" if args.smoke else "keras"
     seconds: dict[str, list[float]] = {name: [] for name in PATHS}
-    jax_imported: dict[str, set[bool]] = {name: set() for name in PATHS}
+    imported: dict[str, set[str]] = {name: set() for name in PATHS}
     for round_number in range(1 if args.smoke else args.rounds):
         order = list(PATHS) if round_number % 2 == 0 else list(PATHS)[::-1]
         for name in order:
             result = child(module, PATHS[name])
             seconds[name].append(result["seconds"])
-            jax_imported[name].add(result["jax"])
+            imported[name].add(", ".join(result["imported"]) or "none")
     print(f"{machine()}; {'smoke: NumPy only' if args.smoke else 'import keras, tensorflow backend'}, "
           f"{len(seconds['import keras'])} round(s)")
-    print(table(["path", "median s", "each s", "JAX imported"],
+    print(table(["path", "median s", "each s", "of jax, pandas, matplotlib imported"],
                 [[name, f"{statistics.median(v):.2f}", ", ".join(f"{s:.2f}" for s in v),
-                  "/".join("yes" if flag else "no" for flag in sorted(jax_imported[name]))]
+                  " / ".join(sorted(imported[name]))]
                  for name, v in seconds.items()]))
     plain, skipped = (statistics.median(seconds[name]) for name in PATHS)
     print(f"ratio plain / study's import: {plain / max(skipped, 1e-3):.2f}x ({plain:.2f} s -> {skipped:.2f} s)")

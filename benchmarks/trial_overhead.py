@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, machine, table
+from common import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, machine, steady_epoch_seconds, table
 
 HEADS = [(3, 1024, 2e-5), (3, 2048, 2e-5), (2, 1024, 2e-5), (4, 1024, 5e-5), (2, 487, 1.3e-3), (3, 96, 6.4e-3)]
 PHASES = ["start", "data", "build", "first epoch beyond a steady one", "test", "predictions", "cost"]
@@ -131,7 +131,7 @@ def after(trainer, setup, params: dict, seed: int) -> tuple[dict, list[float]]:
 
 def breakdown(phases: dict, epochs: list[float]) -> dict:
     """Phases with the first epoch split into a steady epoch's work and what it paid beyond it."""
-    steady = statistics.median(epochs[1:]) if len(epochs) > 1 else 0.0
+    steady = steady_epoch_seconds(epochs)
     rows = dict(phases)
     rows["first epoch beyond a steady one"] = epochs[0] - steady
     rows["fixed cost"] = sum(phases.values()) + epochs[0] - steady

@@ -6,8 +6,8 @@ backend before anything imports Keras (`activate`), and every process it starts 
 it. Choosing costs no import of the backend itself: whether one is installed is asked of the
 import system only.
 
-Under TensorFlow, `skip_tensorflow_jax_probe` keeps TensorFlow and Keras from importing JAX at
-start-up when both are installed (see there).
+`skip_unused_optional_imports` keeps Keras and TensorFlow from importing JAX, pandas and
+matplotlib at start-up for features a study never uses (see there).
 """
 
 from __future__ import annotations
@@ -70,8 +70,7 @@ def activate(flag: str | None) -> str:
         if current != backend:
             raise StudyError(f"--backend {backend}: Keras is already running on {current} in this process")
     os.environ[ENVIRONMENT_VARIABLE] = backend
-    if backend == "tensorflow":
-        skip_tensorflow_jax_probe()
+    skip_unused_optional_imports()
     return backend
 
 
@@ -98,29 +97,38 @@ def current_backend() -> str:
     return keras.backend.backend()
 
 
-# Two modules that TensorFlow and Keras import at start-up import JAX when it is installed, each
-# for something this project never does under TensorFlow: converting JAX functions to TFLite,
-# and patching JAX for Orbax checkpoints. Those two imports are ~0.4 s of a TensorFlow process's
-# ~4.5 s start (benchmarks/keras_import.py). Only these importers are refused: JAX itself
-# stays importable.
-JAX_PROBING_MODULES = frozenset({"tensorflow.lite.python.util", "keras.src.callbacks.orbax_checkpoint"})
+# Modules that TensorFlow and Keras import at start-up, each importing an optional package when
+# it is installed, for a feature a study never uses: converting JAX functions to TFLite,
+# patching JAX for Orbax checkpoints, pandas DataFrames as model inputs, Keras' gallery plots.
+# Those imports were ~0.85 s of the ~4 s that `import keras` takes under TensorFlow with JAX
+# installed (benchmarks/keras_import.py). Only these importers are refused: the packages stay
+# importable, and our own figures and reports import matplotlib and pandas as usual.
+UNUSED_OPTIONAL_IMPORTS = {
+    "tensorflow.lite.python.util": "jax",
+    "keras.src.callbacks.orbax_checkpoint": "jax",
+    "keras.src.trainers.data_adapters.array_slicing": "pandas",
+    "keras.src.visualization.plot_image_gallery": "matplotlib",
+    "keras.src.visualization.plot_bounding_box_gallery": "matplotlib",
+}
 
 
-class SkipTensorFlowJaxProbe(importlib.abc.MetaPathFinder):
-    """Makes `import jax` fail in the modules above, whose `except ImportError` then goes without."""
+class SkipUnusedOptionalImports(importlib.abc.MetaPathFinder):
+    """Makes the imports above fail in their importers, whose `except ImportError` goes without."""
+
+    refused = frozenset(UNUSED_OPTIONAL_IMPORTS.values())
 
     def find_spec(self, name, path=None, target=None):
-        if name != "jax":
+        if name not in self.refused:  # `import matplotlib.pyplot` asks for `matplotlib` first
             return None
         frame = sys._getframe(1)
         while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
             frame = frame.f_back
-        if frame is not None and frame.f_globals.get("__name__") in JAX_PROBING_MODULES:
-            raise ModuleNotFoundError("JAX is not needed under TensorFlow here", name=name)
+        if frame is not None and UNUSED_OPTIONAL_IMPORTS.get(frame.f_globals.get("__name__")) == name:
+            raise ModuleNotFoundError(f"{name} is not needed by {frame.f_globals['__name__']} here", name=name)
         return None
 
 
-def skip_tensorflow_jax_probe() -> None:
-    """Install the finder above once in this process, before TensorFlow and Keras are imported."""
-    if not any(isinstance(finder, SkipTensorFlowJaxProbe) for finder in sys.meta_path):
-        sys.meta_path.insert(0, SkipTensorFlowJaxProbe())
+def skip_unused_optional_imports() -> None:
+    """Install the finder above once in this process, before Keras is imported."""
+    if not any(isinstance(finder, SkipUnusedOptionalImports) for finder in sys.meta_path):
+        sys.meta_path.insert(0, SkipUnusedOptionalImports())

@@ -118,39 +118,44 @@ def test_reading_commands_prefer_the_backend_the_study_trained_on(monkeypatch):
     assert backends.activate_for_reading("torch") == "from the environment"
 
 
-def test_only_tensorflow_s_and_keras_s_start_up_probes_are_refused_jax():
-    finder = backends.SkipTensorFlowJaxProbe()
+def test_only_the_named_importers_are_refused_their_optional_package():
+    finder = backends.SkipUnusedOptionalImports()
     asker = "def ask(finder, name):\n    return finder.find_spec(name)\n"
 
-    def ask_from(module: str, name: str = "jax"):
+    def ask_from(module: str, name: str):
         namespace = {"__name__": module}
         exec(asker, namespace)
         return namespace["ask"](finder, name)
 
-    for module in sorted(backends.JAX_PROBING_MODULES):
-        with pytest.raises(ModuleNotFoundError):
-            ask_from(module)
-        assert ask_from(module, "numpy") is None  # other imports of those modules go on as usual
-    assert ask_from("study.trial.model") is None and ask_from("jax_user_code") is None
+    for module, package in backends.UNUSED_OPTIONAL_IMPORTS.items():
+        with pytest.raises(ModuleNotFoundError, match=f"{package} is not needed by {module}"):
+            ask_from(module, package)
+        assert ask_from(module, "numpy") is None  # their other imports go on as usual
+        assert ask_from("study.figures.plots", package) is None  # and others import the package
+    assert ask_from("keras.src.trainers.data_adapters.array_slicing", "matplotlib") is None
 
 
-def jax_in_this_worker() -> tuple[bool, bool]:
-    """(whether JAX was imported with Keras, whether it imports now): called inside a trial worker."""
-    imported_with_keras = "jax" in sys.modules
-    import jax
+def optional_packages_in_this_worker() -> dict[str, tuple[bool, bool]]:
+    """Per optional package: (imported with Keras, imports now); called inside a trial worker."""
+    import importlib
 
-    return imported_with_keras, callable(jax.jit)
+    found = {}
+    for package in sorted(set(backends.UNUSED_OPTIONAL_IMPORTS.values())):
+        imported_with_keras = package in sys.modules
+        found[package] = (imported_with_keras, importlib.import_module(package).__name__ == package)
+    return found
 
 
 @pytest.mark.slow
-def test_a_tensorflow_worker_starts_without_jax_which_stays_importable(monkeypatch):
+def test_a_worker_starts_keras_without_jax_pandas_or_matplotlib_which_stay_importable(monkeypatch):
     pytest.importorskip("jax")
     from study.trial.runtime import make_runtime
 
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     runtime = make_runtime("process")
     try:
-        assert runtime.call("tests.test_backends:jax_in_this_worker") == (False, True)
         assert runtime.call("keras.backend:backend") == "tensorflow"
+        assert runtime.call("tests.test_backends:optional_packages_in_this_worker") == {
+            "jax": (False, True), "matplotlib": (False, True), "pandas": (False, True)}
     finally:
         runtime.close()

@@ -60,7 +60,7 @@ def serve(connection, threads: int | None = None) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     exit_with_parent()
 
-    from study.backends import requested_backend, skip_tensorflow_jax_probe
+    from study.backends import skip_unused_optional_imports
     from study.errors import StudyError
     from study.quiet import quiet_python_warnings
     from study.trial.job import TrialTrainer
@@ -75,8 +75,7 @@ def serve(connection, threads: int | None = None) -> None:
         # ~1 s in the demo's `--jobs 2`.
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(threads))
-    if requested_backend(None) == "tensorflow":  # the run's choice, inherited through KERAS_BACKEND
-        skip_tensorflow_jax_probe()
+    skip_unused_optional_imports()
     import keras  # the backend chosen by the run (KERAS_BACKEND), imported before the first trial is timed
 
     backend = importlib.import_module(keras.backend.backend())
