@@ -67,18 +67,29 @@ def multiply_adds(model) -> int:
 
 
 def inference_copy(model):
-    """An uncompiled copy of `model` with its weights: what a deployed model holds.
+    """`model` without compile settings or optimizer state: what a deployed model holds.
 
     Keras 3 saves an optimizer's state with a model (Adam: two values per trained weight),
     also a nested compiled model's, such as a cached-mode head put on its base, even before
-    it trained; `clone_model` would share the optimizer. A copy made from the config, with
-    no compile settings, has none.
+    it trained; `clone_model` would share the optimizer. A model with no compiled model inside
+    gets a new functional model over its own layers and weights (no layer is rebuilt: ~0.3 s
+    of every trial at the test suite's size); one with a compiled model inside gets a copy made
+    from its config with the compile settings dropped, and its weights.
     """
     import keras
 
+    if getattr(model, "inputs", None) and getattr(model, "outputs", None) and not _has_compiled_submodel(model):
+        return keras.Model(model.inputs, model.outputs, name=model.name)
     copy = keras.Model.from_config(_without_compile(model.get_config()))
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _has_compiled_submodel(model) -> bool:
+    import keras
+
+    return any(isinstance(layer, keras.Model) and (getattr(layer, "compiled", False) or _has_compiled_submodel(layer))
+               for layer in model.layers)
 
 
 def _without_compile(config):
