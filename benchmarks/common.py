@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import logging
 import os
 import statistics
 import sys
@@ -27,6 +28,9 @@ from study.backends import skip_unused_optional_imports  # noqa: E402 (needs the
 # never uses here (keras_import.py), and no collection of its objects at the exit (command_exit.py).
 skip_unused_optional_imports()
 atexit.register(gc.freeze)
+# The paths "before" a change call Keras the old way on purpose (trial_overhead.py retraces
+# `predict`): TensorFlow's Python warnings about it are not the benchmark's output.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "food10"
 DEFAULT_WEIGHTS = REPO.parent / "shared" / "weights" / "mobilenet_2_5_224_tf_no_top.h5"

@@ -181,8 +181,9 @@ def shared_costs(setup, workdir: Path) -> dict:
 def process_start() -> float:
     """Seconds for a new Python process to import what a trial worker imports."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import keras, tensorflow, study.trial.worker, study.trial.job"],
-                   check=True, cwd=REPO, capture_output=True)
+    code = ("from study.backends import skip_unused_optional_imports; skip_unused_optional_imports(); "
+            "import keras, tensorflow, study.trial.worker, study.trial.job")  # as the worker starts
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True)
     return time.perf_counter() - started
 
 
