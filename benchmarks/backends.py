@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, machine, steady_epoch_seconds, table
+from common import DEFAULT_DATA, REPO, machine, steady_epoch_seconds, table
 
 BACKENDS = ("tensorflow", "jax", "torch")
 HEAD = {"head_depth": 3, "dense_units": 1024, "dropout": 0.5, "learning_rate": 5e-5}
